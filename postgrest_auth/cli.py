@@ -1,0 +1,168 @@
+"""Command line: serve (default), migrate, sql, mail status|retry. The original's flags are kept."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from . import __version__
+from .config import ConfigError, Settings, load_settings
+from .migrate import MigrationError, migrate, rendered_sql
+
+COMMANDS = ("serve", "migrate", "sql", "mail")
+
+
+def build_parser(command: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"postgrest-auth{'' if command == 'serve' else ' ' + command}",
+        description="Authentication server for PostgREST. Commands: " + ", ".join(COMMANDS),
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument("-c", "--config", type=Path, help="postgrest-auth.json to read")
+    parser.add_argument("-A", "--app", dest="app_name", help="app_name, used in mail")
+    parser.add_argument("-C", "--connection", help="db.connection_string")
+    parser.add_argument("-s", "--schema", help="db.schema")
+    parser.add_argument("-t", "--table", help="db.table")
+    parser.add_argument("-e", "--expire", type=int, help="payload.exp, seconds")
+    parser.add_argument("-i", "--issuer", help="payload.iss")
+    parser.add_argument("-S", "--secret", help="secret (prefer the file or the environment)")
+    parser.add_argument("-p", "--port", type=int, help="port to listen on")
+    parser.add_argument("--host", help="address to listen on")
+    parser.add_argument(
+        "--dev",
+        action="store_true",
+        help="embedded PostgreSQL under ./.postgrest-auth/, console mail, generated secret",
+    )
+    if command == "mail":
+        parser.add_argument("action", choices=["status", "retry"])
+    return parser
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
+    pairs: dict[str, Any] = {
+        "app_name": args.app_name,
+        "secret": args.secret,
+        "port": args.port,
+        "host": args.host,
+        "db": {"connection_string": args.connection, "schema": args.schema, "table": args.table},
+        "payload": {"exp": args.expire, "iss": args.issuer},
+    }
+
+    def prune(value: dict[str, Any]) -> dict[str, Any]:
+        kept = {k: prune(v) if isinstance(v, dict) else v for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v is not None and v != {}}
+
+    return prune(pairs)
+
+
+def fail(message: str) -> None:
+    print(f"postgrest-auth: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+async def _with_connection(settings: Settings, work: Any) -> Any:
+    try:
+        conn = await asyncpg.connect(settings.dsn(), timeout=10)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        fail(
+            f"db.connection: cannot connect to the database ({type(exc).__name__}: {exc}); "
+            "check db.connection / db.connection_string and that PostgreSQL is running"
+        )
+    try:
+        return await work(conn)
+    finally:
+        await conn.close()
+
+
+async def _migrate(settings: Settings) -> list[str]:
+    async def work(conn: asyncpg.Connection) -> list[str]:
+        try:
+            return await migrate(conn, settings)
+        except MigrationError as exc:
+            fail(str(exc))
+        except asyncpg.InsufficientPrivilegeError as exc:
+            fail(f"db.connection: the database user may not do this ({exc}); connect as the "
+                 "schema owner with CREATEROLE, or run `postgrest-auth sql` as a superuser")
+        return []
+
+    return await _with_connection(settings, work)
+
+
+async def _mail(settings: Settings, action: str) -> None:
+    from .store import Store
+
+    store = Store(settings)
+
+    async def work(conn: asyncpg.Connection) -> None:
+        if action == "retry":
+            print(f"{await store.retry_failed_mail(conn)} failed mail queued again")
+            return
+        row = await store.outbox_status(conn)
+        print(f"pending: {row['pending']}\nsent: {row['sent']}\nfailed: {row['failed']}")
+        print(f"oldest pending: {row['oldest_pending'] or '-'}")
+        print(f"last error: {row['last_error'] or '-'}")
+
+    await _with_connection(settings, work)
+
+
+def serve(settings: Settings, dev_banner: str | None) -> None:
+    import uvicorn
+
+    from .app import create_app
+
+    if settings.db.auto_migrate:
+        asyncio.run(_migrate(settings))
+    if dev_banner:
+        print(dev_banner, flush=True)
+    uvicorn.run(
+        create_app(settings, migrate_on_start=False),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        proxy_headers=False,  # client addresses come from http.client_address_header
+        server_header=False,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    command = args_list.pop(0) if args_list and args_list[0] in COMMANDS else "serve"
+    args = build_parser(command).parse_args(args_list)
+    dev = None
+    try:
+        if args.dev:
+            from .dev import DevEnvironment
+
+            dev = DevEnvironment(Path(".postgrest-auth"))
+            settings = dev.settings(args.config, overrides_from(args))
+        else:
+            settings = load_settings(args.config, overrides_from(args))
+    except ConfigError as exc:
+        fail(str(exc))
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if command == "sql":
+        sys.stdout.write(rendered_sql(settings))
+    elif command == "migrate":
+        applied = asyncio.run(_migrate(settings))
+        print(f"applied: {', '.join(applied)}" if applied else "nothing to apply")
+    elif command == "mail":
+        asyncio.run(_mail(settings, args.action))
+    else:
+        if dev is not None:
+            asyncio.run(_migrate(settings))
+            banner = asyncio.run(dev.prepare_postgrest(settings))
+        else:
+            banner = None
+        serve(settings, banner)
+
+
+if __name__ == "__main__":
+    main()

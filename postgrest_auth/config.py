@@ -1,0 +1,301 @@
+"""Settings: defaults < JSON file < environment < command line.
+
+The Node original's `postgrest-auth.json` loads unchanged (its README shows `//` comments, so the
+file is read as JSON5). Every key is validated; a wrong one stops start-up with one line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote
+
+import json5
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG_FILE = "postgrest-auth.json"
+MIN_SECRET_LENGTH = 32
+
+
+class ConfigError(Exception):
+    """A setting that stops start-up; its message is the one line shown to the operator."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Connection(Section):
+    host: str = "localhost"
+    port: int = Field(5432, ge=1, le=65535)
+    database: str = "postgres"
+    user: str = "postgres"
+    password: SecretStr | None = None
+
+
+class Pool(Section):
+    min: int = Field(2, ge=0)
+    max: int = Field(0, ge=0, description="0 sizes the pool to the machine: 4 per core")
+
+
+class Database(Section):
+    connection: Connection = Connection()
+    connection_string: SecretStr | None = None
+    pool: Pool = Pool()
+    schema_: str = Field("auth", alias="schema", min_length=1, max_length=63)
+    table: str = Field("users", min_length=1, max_length=63)
+    auto_migrate: bool = True
+    command_timeout: float = Field(10.0, gt=0)
+
+
+class SmtpAuth(Section):
+    user: str
+    # `pass` is the original's key; it is a Python keyword, hence the alias.
+    password: SecretStr = Field(alias="pass")
+
+
+class Email(Section):
+    backend: Literal["smtp", "console", "file"] = "smtp"
+    from_: str = Field("postgrest-auth@localhost", alias="from")
+    host: str = "localhost"
+    port: int = Field(25, ge=1, le=65535)
+    secure: bool = False
+    starttls: bool | None = Field(None, description="None: upgrade when the server offers it")
+    auth: SmtpAuth | None = None
+    timeout: float = Field(10.0, gt=0)
+    validate_certs: bool = True
+    ca_file: Path | None = None
+    directory: Path = Path(".postgrest-auth/mail")
+    templates_dir: Path | None = None
+    reset_url: str | None = None
+    max_attempts: int = Field(10, ge=1)
+    backoff_initial: float = Field(5.0, gt=0)
+    backoff_max: float = Field(3600.0, gt=0)
+    reset_token_exp: int = Field(3600, ge=60)
+
+
+class Payload(Section):
+    exp: int = Field(604800, ge=60)
+    iss: str = "postgrest-auth"
+
+
+class Roles(Section):
+    anonymous: str = Field("web_anon", min_length=1, max_length=63)
+    user: str = Field("normal_user", min_length=1, max_length=63)
+    authenticator: str = Field("authenticator", min_length=1, max_length=63)
+    per_user: bool = False
+
+
+class SigningKey(Section):
+    kid: str = Field(min_length=1)
+    algorithm: Literal["RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "EdDSA"]
+    private_key_file: Path | None = None
+    public_key_file: Path | None = None
+
+
+class Jwt(Section):
+    keys: list[SigningKey] = Field(
+        default_factory=list,
+        description="The first key with a private key signs; every key verifies and is in JWKS",
+    )
+
+
+class Passwords(Section):
+    min_bytes: int = Field(8, ge=1)
+    max_bytes: int = Field(72, ge=1, le=72)
+    bcrypt_rounds: int = Field(10, ge=4, le=20, description="10: as the original and GoTrue")
+
+
+class Usernames(Section):
+    pattern: str = "^[A-Za-z0-9]{3,20}$"
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+
+class Sessions(Section):
+    lifetime: int = Field(2592000, ge=60, description="seconds a session lives after a refresh")
+    cleanup_interval: float = Field(3600.0, gt=0)
+
+
+class Cookie(Section):
+    enabled: bool = False
+    name: str = Field("session_token", pattern=r"^[A-Za-z0-9_\-]+$")
+    secure: bool = True
+    samesite: Literal["lax", "strict", "none"] = "lax"
+    domain: str | None = None
+    path: str = "/"
+    max_age: int | None = Field(None, ge=60, description="None: the session lifetime")
+
+
+class Limit(Section):
+    requests: int = Field(ge=1)
+    window: int = Field(ge=1, description="seconds")
+
+
+class RateLimits(Section):
+    enabled: bool = True
+    per_address: Limit = Limit(requests=60, window=60)
+    per_account: Limit = Limit(requests=10, window=300)
+
+
+class Http(Section):
+    max_body_bytes: int = Field(65536, ge=1024)
+    cors_origins: list[str] = Field(default_factory=list)
+    client_address_header: str | None = Field(
+        None, description="e.g. X-Real-IP; trusted only from trusted_proxies"
+    )
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Field names follow the original's JSON keys."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="POSTGREST_AUTH_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        populate_by_name=True,
+    )
+
+    app_name: str = "postgrest-auth"
+    host: str = "127.0.0.1"
+    port: int = Field(3001, ge=0, le=65535)
+    prefix: str = Field("/auth", pattern=r"^(/[A-Za-z0-9_\-.]+)*$")
+    secret: SecretStr | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    db: Database = Database()
+    email: Email = Email()
+    payload: Payload = Payload()
+    roles: Roles = Roles()
+    jwt: Jwt = Jwt()
+    passwords: Passwords = Passwords()
+    usernames: Usernames = Usernames()
+    sessions: Sessions = Sessions()
+    cookie: Cookie = Cookie()
+    rate_limit: RateLimits = RateLimits()
+    http: Http = Http()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Command line (init values) above environment above the JSON file.
+        return (init_settings, env_settings, _FileSource(settings_cls))
+
+    def dsn(self) -> str:
+        if self.db.connection_string is not None:
+            return self.db.connection_string.get_secret_value()
+        c = self.db.connection
+        password = c.password.get_secret_value() if c.password else ""
+        auth = quote(c.user, safe="") + (":" + quote(password, safe="") if password else "")
+        return f"postgresql://{auth}@{c.host}:{c.port}/{quote(c.database, safe='')}"
+
+    def pool_max(self) -> int:
+        return self.db.pool.max or 4 * (os.cpu_count() or 1)
+
+
+_file_values: ContextVar[dict[str, Any]] = ContextVar("file_values", default={})
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """The parsed `postgrest-auth.json`, lowest of the sources that are not defaults."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return _file_values.get().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_file_values.get())
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Parse JSON with the `//` comments the original's README shows."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: cannot read the file ({exc.strerror})") from None
+    try:
+        data = json5.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"--config {path}: not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: the top level must be an object")
+    return data
+
+
+def _describe(error: dict[str, Any]) -> str:
+    location = ".".join(str(part) for part in error["loc"])
+    value = error.get("input")
+    if error["type"] == "extra_forbidden":
+        return f"{location}: unknown setting (remove it, or check its spelling)"
+    hidden = any(word in location for word in ("secret", "password", "pass", "connection_string"))
+    shown = "" if hidden or isinstance(value, dict) else f" (got {value!r})"
+    return f"{location}: {error['msg']}{shown}"
+
+
+def load_settings(
+    config_file: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    environ: bool = True,
+) -> Settings:
+    """Build Settings from every source, refusing a bad one with a single line."""
+    file_values: dict[str, Any] = {}
+    if config_file is None and Path(DEFAULT_CONFIG_FILE).is_file():
+        config_file = Path(DEFAULT_CONFIG_FILE)
+    if config_file is not None:
+        file_values = read_config_file(config_file)
+    if environ and "PORT" in os.environ and "POSTGREST_AUTH_PORT" not in os.environ:
+        file_values["port"] = os.environ["PORT"]  # the original's variable, below our own
+    source = f" (from {config_file}, POSTGREST_AUTH_* or flags)" if config_file else ""
+    token = _file_values.set(file_values)
+    try:
+        if environ:
+            settings = Settings(**(overrides or {}))
+        else:
+            settings = Settings.model_validate(_deep_merge(file_values, overrides or {}))
+    except ValidationError as exc:
+        raise ConfigError(f"setting {_describe(exc.errors()[0])}{source}") from None
+    finally:
+        _file_values.reset(token)
+    check_secret(settings)
+    return settings
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def check_secret(settings: Settings) -> None:
+    """PostgREST refuses a jwt-secret under 32 characters, so an HS256 server must too."""
+    if settings.jwt.keys:
+        return
+    how = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+    if settings.secret is None:
+        raise ConfigError(f"setting secret: missing; {how}")
+    if len(settings.secret.get_secret_value()) < MIN_SECRET_LENGTH:
+        raise ConfigError(
+            f"setting secret: shorter than {MIN_SECRET_LENGTH} characters, which PostgREST "
+            f"refuses as jwt-secret; {how}"
+        )

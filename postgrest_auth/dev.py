@@ -1,0 +1,82 @@
+"""`postgrest-auth --dev`: no configuration at all. Embedded PostgreSQL, console mail, a secret
+generated once and kept under ./.postgrest-auth/ so tokens survive restarts."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from .config import ConfigError, Settings, load_settings
+from .sqltext import quote_ident, quote_literal
+
+
+def _kept_secret(path: Path, size: int = 48) -> str:
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(size))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+class DevEnvironment:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory.resolve()
+
+    def settings(self, config_file: Path | None, overrides: dict[str, Any]) -> Settings:
+        try:
+            import pgserver
+        except ImportError:
+            raise ConfigError("--dev needs pgserver: pip install 'postgrest-auth[dev]'") from None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.server = pgserver.get_server(self.directory / "pgdata", cleanup_mode="stop")
+        dev_values: dict[str, Any] = {
+            "secret": _kept_secret(self.directory / "secret"),
+            "db": {"connection_string": self.server.get_uri()},
+            "email": {"backend": "console"},
+            "cookie": {"secure": False},
+        }
+        return load_settings(config_file, _deep(dev_values, overrides))
+
+    async def prepare_postgrest(self, settings: Settings) -> str:
+        """Give the authenticator a login for PostgREST and describe how to start it."""
+        password = _kept_secret(self.directory / "authenticator-password", 24)
+        authenticator = settings.roles.authenticator
+        conn = await asyncpg.connect(settings.dsn())
+        try:
+            await conn.execute(
+                f"alter role {quote_ident(authenticator)} login password {quote_literal(password)}"
+            )
+        finally:
+            await conn.close()
+        socket_dir = self.directory / "pgdata"
+        base = f"http://{settings.host}:{settings.port}{settings.prefix}"
+        return "\n".join(
+            [
+                f"postgrest-auth (dev) listening on {base}",
+                "",
+                "Try it:",
+                f"  curl -s {base}/users -H 'Content-Type: application/json' \\",
+                "       -d '{\"username\": \"alice\", \"password\": \"correct horse battery\"}'",
+                "",
+                "PostgREST settings that go with it (postgrest.conf):",
+                f'  db-uri = "postgres://{authenticator}:{password}@/postgres?host={socket_dir}"',
+                '  db-schemas = "api"',
+                f'  db-anon-role = "{settings.roles.anonymous}"',
+                f'  jwt-secret = "{settings.secret.get_secret_value() if settings.secret else ""}"',
+                f'  db-pre-request = "{settings.db.schema_}.authenticate"',
+                "",
+                "Mail is printed here. Stop with Ctrl-C.",
+            ]
+        )
+
+
+def _deep(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

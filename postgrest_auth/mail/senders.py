@@ -1,0 +1,94 @@
+"""Where mail goes: an SMTP server, the console (development) or `.eml` files."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import sys
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+from typing import Protocol
+
+import aiosmtplib
+
+from ..config import Email
+
+log = logging.getLogger(__name__)
+
+
+class Sender(Protocol):
+    async def send(self, message: EmailMessage) -> None:
+        """Return only once the mail is accepted; raise otherwise."""
+
+
+def build_message(
+    settings: Email, recipient: str, subject: str, text: str, html: str | None
+) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = settings.from_
+    message["To"] = recipient
+    message["Subject"] = subject
+    message["Date"] = formatdate(localtime=False, usegmt=True)
+    message["Message-ID"] = make_msgid(domain=settings.from_.rpartition("@")[2] or None)
+    message.set_content(text)
+    if html:
+        message.add_alternative(html, subtype="html")
+    return message
+
+
+class SmtpSender:
+    """`secure` is implicit TLS (port 465) as in the original; STARTTLS when offered or asked."""
+
+    def __init__(self, settings: Email) -> None:
+        self.settings = settings
+        self.tls_context = ssl.create_default_context(
+            cafile=str(settings.ca_file) if settings.ca_file else None
+        )
+        if not settings.validate_certs:
+            self.tls_context.check_hostname = False
+            self.tls_context.verify_mode = ssl.CERT_NONE
+
+    async def send(self, message: EmailMessage) -> None:
+        s = self.settings
+        await aiosmtplib.send(
+            message,
+            hostname=s.host,
+            port=s.port,
+            use_tls=s.secure,
+            start_tls=None if s.secure else s.starttls,
+            username=s.auth.user if s.auth else None,
+            password=s.auth.password.get_secret_value() if s.auth else None,
+            timeout=s.timeout,
+            tls_context=self.tls_context,
+        )
+
+
+class ConsoleSender:
+    """Prints each mail to standard output, for `postgrest-auth --dev`."""
+
+    async def send(self, message: EmailMessage) -> None:
+        sys.stdout.write(f"----- mail -----\n{message.as_string()}\n----- end of mail -----\n")
+        sys.stdout.flush()
+
+
+class FileSender:
+    """One `.eml` file per mail, written atomically, for demos and tests."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    async def send(self, message: EmailMessage) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = message["Message-ID"].strip("<>").replace("/", "_")
+        partial = self.directory / f".{name}.tmp"
+        partial.write_bytes(message.as_bytes())
+        partial.rename(self.directory / f"{name}.eml")
+
+
+def make_sender(settings: Email) -> Sender:
+    if settings.backend == "console":
+        return ConsoleSender()
+    if settings.backend == "file":
+        return FileSender(settings.directory)
+    return SmtpSender(settings)

@@ -1,0 +1,55 @@
+"""Subject and body of each mail kind: plain text shipped here, overridable from a directory.
+
+A template file starts with a `Subject:` line and a blank line; `$name` placeholders are filled
+with `string.Template`, so a template can never run code. `<kind>.html`, when present in the
+override directory, adds an HTML part.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+SHIPPED = Path(__file__).with_name("templates")
+KINDS = ("welcome", "reset_password", "forgot_username", "email_changed", "password_changed")
+
+
+@dataclass(frozen=True)
+class RenderedMail:
+    subject: str
+    text: str
+    html: str | None
+
+
+class MailTemplates:
+    def __init__(self, override_dir: Path | None = None) -> None:
+        self.override_dir = override_dir
+        for kind in KINDS:  # a broken override fails at start-up, not at the first mail
+            self._text_template(kind)
+
+    def _read(self, name: str) -> str | None:
+        if self.override_dir is not None and (self.override_dir / name).is_file():
+            return (self.override_dir / name).read_text(encoding="utf-8")
+        shipped = SHIPPED / name
+        return shipped.read_text(encoding="utf-8") if shipped.is_file() else None
+
+    def _text_template(self, kind: str) -> tuple[str, str]:
+        text = self._read(f"{kind}.txt")
+        if text is None:
+            raise ValueError(f"email.templates_dir: no template for {kind}")
+        first, _, rest = text.partition("\n")
+        if not first.lower().startswith("subject:"):
+            raise ValueError(f"email.templates_dir: {kind}.txt must start with 'Subject: '")
+        return first.split(":", 1)[1].strip(), rest.lstrip("\n")
+
+    def render(self, kind: str, context: dict[str, str]) -> RenderedMail:
+        subject, body = self._text_template(kind)
+        html_template = self._read(f"{kind}.html")
+        escaped = {key: html.escape(value) for key, value in context.items()}
+        return RenderedMail(
+            subject=Template(subject).safe_substitute(context).replace("\n", " "),
+            text=Template(body).safe_substitute(context),
+            html=Template(html_template).safe_substitute(escaped) if html_template else None,
+        )

@@ -1,0 +1,131 @@
+"""Sends the outbox: woken by NOTIFY, retried with exponential backoff, shared by instances.
+
+A worker claims due mail with `FOR UPDATE SKIP LOCKED` and pushes its next attempt forward as a
+lease, sends it with no transaction open, then marks it sent. Mail is sent once in normal
+operation; a crash between acceptance and marking sends it again after the lease (at least once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import aiosmtplib
+import asyncpg
+
+from ..config import Settings
+from ..migrate import outbox_channel
+from ..store import Store
+from .senders import Sender, build_message
+
+log = logging.getLogger(__name__)
+
+BATCH = 10
+IDLE_POLL_SECONDS = 30.0  # a lost NOTIFY (listener reconnecting) costs at most this much delay
+
+
+class MailWorker:
+    def __init__(
+        self, settings: Settings, pool: asyncpg.Pool, store: Store, sender: Sender
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.store = store
+        self.sender = sender
+        self.lease_seconds = settings.email.timeout * 3 + 30
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._listener: asyncpg.Connection | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="mail-worker")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._close_listener()
+
+    def retry_delay(self, attempts: int) -> float | None:
+        """Seconds before the next attempt, or None once attempts are used up."""
+        email = self.settings.email
+        if attempts >= email.max_attempts:
+            return None
+        return min(email.backoff_initial * 2 ** (attempts - 1), email.backoff_max)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._ensure_listener()
+                sent_any = await self.deliver_due()
+                if not sent_any:
+                    await self._sleep_until_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # database away: keep the process, try again shortly
+                log.warning("mail worker: %s; retrying in 5 s", type(exc).__name__)
+                await self._close_listener()
+                await asyncio.sleep(5)
+
+    async def deliver_due(self) -> bool:
+        """Send one batch of due mail; True if there was any."""
+        async with self.pool.acquire() as conn:
+            batch = await self.store.claim_mail(conn, self.lease_seconds, BATCH)
+        await asyncio.gather(*(self._deliver(row) for row in batch))
+        return bool(batch)
+
+    async def _deliver(self, row: asyncpg.Record) -> None:
+        message = build_message(
+            self.settings.email, row["recipient"], row["subject"], row["body_text"] or "",
+            row["body_html"],
+        )
+        try:
+            await self.sender.send(message)
+        except Exception as exc:
+            delay = self.retry_delay(row["attempts"])
+            error = _describe(exc)
+            log.warning(
+                "mail %s (%s) attempt %s failed: %s; %s",
+                row["id"], row["kind"], row["attempts"], error,
+                f"retrying in {delay:.0f} s" if delay is not None else "giving up",
+            )
+            async with self.pool.acquire() as conn:
+                await self.store.mark_failed_attempt(conn, row["id"], error, delay)
+            return
+        async with self.pool.acquire() as conn:
+            await self.store.mark_sent(conn, row["id"])
+        log.info("mail %s (%s) sent", row["id"], row["kind"])
+
+    async def _sleep_until_due(self) -> None:
+        async with self.pool.acquire() as conn:
+            due_in = await self.store.seconds_until_next_mail(conn)
+        timeout = IDLE_POLL_SECONDS if due_in is None else min(due_in, IDLE_POLL_SECONDS)
+        self._wake.clear()
+        if timeout > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _ensure_listener(self) -> None:
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        self._listener = await asyncpg.connect(self.settings.dsn())
+        await self._listener.add_listener(outbox_channel(self.settings), self._notified)
+        self._listener.add_termination_listener(lambda _conn: self._wake.set())
+
+    def _notified(self, *_: object) -> None:
+        self._wake.set()
+
+    async def _close_listener(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(listener.close(), 2)
+
+
+def _describe(exc: Exception) -> str:
+    """An error line for the outbox: the exception's class and text, never credentials."""
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return f"{type(exc).__name__}: {exc.code} {exc.message}"[:500]
+    return f"{type(exc).__name__}: {exc}"[:500]

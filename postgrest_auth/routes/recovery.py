@@ -1,0 +1,75 @@
+"""Forgotten password or username: the same answer whether or not the account exists."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, EmailStr, Field
+
+from ..client import client_address
+from ..forms import body
+from ..services import ServicesDep
+
+router = APIRouter(tags=["recovery"])
+
+
+class ForgotPassword(BaseModel):
+    username: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class ForgotUsername(BaseModel):
+    email: EmailStr
+
+
+def reset_link(template: str | None, token: str, username: str) -> str:
+    """The configured URL with `{token}` and `{username}` filled in, or the raw token."""
+    if not template:
+        return token
+    return template.replace("{token}", token).replace("{username}", username)
+
+
+@router.post("/forgot_password", summary="Mail a one-time reset token (valid one hour)")
+async def forgot_password(
+    services: ServicesDep,
+    request: Request,
+    form: Annotated[ForgotPassword, Depends(body(ForgotPassword))],
+) -> dict[str, str]:
+    settings = services.settings
+    async with services.pool.acquire() as conn:
+        await services.limiter.hit_address(
+            conn, "recovery", client_address(request, settings.http)
+        )
+        await services.limiter.hit_account(conn, "forgot_password", form.username)
+        async with conn.transaction():
+            user = await services.store.user_by_username(conn, form.username)
+            if user is not None and user["email"]:
+                token = services.tokens.reset_token(dict(user))
+                await services.outbox.enqueue(
+                    conn, "reset_password", user["email"],
+                    username=user["username"],
+                    reset_link=reset_link(settings.email.reset_url, token, user["username"]),
+                    reset_token=token,
+                    reset_minutes=str(settings.email.reset_token_exp // 60),
+                )
+    return {"message": "Password reset email sent"}
+
+
+@router.post("/forgot_username", summary="Mail the username to the account's address")
+async def forgot_username(
+    services: ServicesDep,
+    request: Request,
+    form: Annotated[ForgotUsername, Depends(body(ForgotUsername))],
+) -> dict[str, str]:
+    async with services.pool.acquire() as conn:
+        await services.limiter.hit_address(
+            conn, "recovery", client_address(request, services.settings.http)
+        )
+        await services.limiter.hit_account(conn, "forgot_username", form.email)
+        async with conn.transaction():
+            user = await services.store.user_by_email(conn, form.email)
+            if user is not None:
+                await services.outbox.enqueue(
+                    conn, "forgot_username", user["email"], username=user["username"]
+                )
+    return {"message": "Username Email sent"}

@@ -1,0 +1,56 @@
+"""The signed-in user and their sessions (one per device)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from ..caller import CallerDep
+from ..errors import ApiError
+from ..services import ServicesDep
+
+router = APIRouter(tags=["sessions"])
+
+
+@router.get("/user", summary="The current user's public fields")
+async def current_user(caller: CallerDep) -> dict[str, Any]:
+    user = caller.user
+    return {
+        "id": user["id"],
+        "username": user["username"],
+        "email": user["email"],
+        "created_at": user["created_at"].isoformat(),
+        "last_sign_in_at": user["last_sign_in_at"] and user["last_sign_in_at"].isoformat(),
+        "session_id": caller.session_id,
+    }
+
+
+@router.get("/sessions", summary="The current user's live sessions")
+async def list_sessions(services: ServicesDep, caller: CallerDep) -> list[dict[str, Any]]:
+    async with services.pool.acquire() as conn:
+        rows = await services.store.list_sessions(conn, caller.user["id"])
+    return [
+        {
+            "id": row["id"],
+            "current": row["id"] == caller.session_id,
+            "created_at": row["created_at"].isoformat(),
+            "refreshed_at": row["refreshed_at"].isoformat(),
+            "expires_at": row["expires_at"].isoformat(),
+            "user_agent": row["user_agent"],
+            "address": row["address"],
+        }
+        for row in rows
+    ]
+
+
+@router.delete("/sessions/{session_id}", status_code=204, summary="End one of one's sessions")
+async def end_session(
+    services: ServicesDep, caller: CallerDep, session_id: uuid.UUID
+) -> Response:
+    async with services.pool.acquire() as conn:
+        ended = await services.store.revoke_session(conn, caller.user["id"], str(session_id))
+    if not ended:
+        raise ApiError(404, "session_not_found", "No live session of yours has that id")
+    return Response(status_code=204)

