@@ -35,7 +35,9 @@ async def find_caller(services: Services, request: Request) -> Caller | None:
         try:
             claims = services.tokens.decode(token, ACCESS)
         except InvalidToken as exc:
-            raise unauthorized("invalid_token", f"Bearer token refused: {exc}", "invalid_token")
+            raise unauthorized(
+                "invalid_token", f"Bearer token refused: {exc}", "invalid_token"
+            ) from None
         if not str(claims.get("sub", "")).isdigit():
             raise unauthorized("invalid_token", "Sign in again to get a current token",
                                "invalid_token")

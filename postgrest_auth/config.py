@@ -210,17 +210,17 @@ class Settings(BaseSettings):
         return self.db.pool.max or 4 * (os.cpu_count() or 1)
 
 
-_file_values: ContextVar[dict[str, Any]] = ContextVar("file_values", default={})
+_file_values: ContextVar[dict[str, Any] | None] = ContextVar("file_values", default=None)
 
 
 class _FileSource(PydanticBaseSettingsSource):
     """The parsed `postgrest-auth.json`, lowest of the sources that are not defaults."""
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return _file_values.get().get(field_name), field_name, False
+        return (_file_values.get() or {}).get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return dict(_file_values.get())
+        return dict(_file_values.get() or {})
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

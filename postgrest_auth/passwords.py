@@ -1,4 +1,4 @@
-"""Password hashing policy. bcrypt costs tens of milliseconds, so it never runs on the event loop."""
+"""Password hashing policy. bcrypt costs tens of milliseconds: never on the event loop."""
 
 from __future__ import annotations
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 
@@ -66,7 +65,7 @@ class Store:
         )
 
     async def create_user_role(self, conn: Connection, role: str) -> None:
-        """Compat mode: a role per user, usable by PostgREST (the original forgot the last grant)."""
+        """Compat mode: a role per user that PostgREST can switch to (the original forgot that)."""
         name = quote_ident(role)
         await conn.execute(f"create role {name} nologin")
         await conn.execute(
@@ -144,7 +143,8 @@ class Store:
             " where token_hash = $1 and revoked_at is null and expires_at > now()"
             " returning id, user_id, expires_at)"
             f" select {', '.join('u.' + c for c in USER_COLUMNS.split(', '))},"
-            f" s.id::text as session_id, s.expires_at from s join {self.users} u on u.id = s.user_id",
+            " s.id::text as session_id, s.expires_at"
+            f" from s join {self.users} u on u.id = s.user_id",
             token_hash,
             self.session_lifetime,
         )

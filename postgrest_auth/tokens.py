@@ -79,7 +79,8 @@ class TokenIssuer:
         return claims
 
     def role_of(self, user: dict[str, Any]) -> str:
-        return user["username_lowercase"] if self.settings.roles.per_user else self.settings.roles.user
+        roles = self.settings.roles
+        return user["username_lowercase"] if roles.per_user else roles.user
 
     def access_token(self, user: dict[str, Any], session_id: str | None) -> str:
         return self.sign(self.access_claims(user, session_id))

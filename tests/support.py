@@ -80,7 +80,7 @@ class Mailbox:
         self.messages: list[EmailMessage] = []
         self.lock = threading.Lock()
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.lock:
             self.messages.append(message)  # type: ignore[arg-type]
@@ -218,7 +218,7 @@ class PostgREST:
             "PGRST_DB_URI": urlunsplit(parts._replace(netloc=netloc)),
             "PGRST_DB_SCHEMAS": schemas,
             "PGRST_DB_ANON_ROLE": settings.roles.anonymous,
-            "PGRST_JWT_SECRET": jwt_secret or (settings.secret.get_secret_value() if settings.secret else ""),
+            "PGRST_JWT_SECRET": jwt_secret or _secret_of(settings),
             "PGRST_SERVER_HOST": "127.0.0.1",
             "PGRST_SERVER_PORT": str(self.port),
             "PGRST_DB_POOL": "4",
@@ -258,6 +258,10 @@ class PostgREST:
 
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30, **kwargs)
+
+
+def _secret_of(settings: Settings) -> str:
+    return settings.secret.get_secret_value() if settings.secret else ""
 
 
 def allow_authenticator_login(admin_dsn: str, settings: Settings) -> None:

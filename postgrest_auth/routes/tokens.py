@@ -66,7 +66,9 @@ async def _refresh_by_access_token(services: Services, token: str) -> Row:
     try:
         claims = services.tokens.decode(token, ACCESS)
     except InvalidToken as exc:
-        raise unauthorized("invalid_token", f"Bearer token refused: {exc}", "invalid_token") from None
+        raise unauthorized(
+            "invalid_token", f"Bearer token refused: {exc}", "invalid_token"
+        ) from None
     async with services.pool.acquire() as conn:
         if is_node_token(claims):  # minted by the Node original: trade it for one of ours
             user = await services.store.user_by_username(conn, claims["aud"])
