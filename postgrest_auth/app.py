@@ -27,6 +27,14 @@ from .tokens import TokenIssuer
 log = logging.getLogger(__name__)
 
 
+async def _end_open_transaction(conn: asyncpg.Connection) -> None:
+    """The service leaves no session state on pooled connections (no SET, LISTEN or advisory
+    lock held), so asyncpg's default reset, a round trip per release, is skipped; only a
+    transaction left open by a cancelled request is rolled back."""
+    if conn.is_in_transaction():
+        await conn.execute("rollback")
+
+
 async def open_pool(settings: Settings) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         settings.dsn(),
@@ -34,6 +42,7 @@ async def open_pool(settings: Settings) -> asyncpg.Pool:
         max_size=settings.pool_max(),
         command_timeout=settings.db.command_timeout,
         server_settings={"application_name": "postgrest-auth"},
+        reset=_end_open_transaction,
     )
 
 

@@ -196,6 +196,8 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Command line (init values) above environment above the JSON file.
+        if not _read_environ.get():  # load_settings(environ=False): tests, embedding
+            return (init_settings, _FileSource(settings_cls))
         return (init_settings, env_settings, _FileSource(settings_cls))
 
     def dsn(self) -> str:
@@ -211,6 +213,7 @@ class Settings(BaseSettings):
 
 
 _file_values: ContextVar[dict[str, Any] | None] = ContextVar("file_values", default=None)
+_read_environ: ContextVar[bool] = ContextVar("read_environ", default=True)
 
 
 class _FileSource(PydanticBaseSettingsSource):
@@ -254,9 +257,12 @@ def load_settings(
     *,
     environ: bool = True,
 ) -> Settings:
-    """Build Settings from every source, refusing a bad one with a single line."""
+    """Build Settings from every source, refusing a bad one with a single line.
+
+    `environ=False` (tests, embedding) reads neither the environment nor ./postgrest-auth.json.
+    """
     file_values: dict[str, Any] = {}
-    if config_file is None and Path(DEFAULT_CONFIG_FILE).is_file():
+    if environ and config_file is None and Path(DEFAULT_CONFIG_FILE).is_file():
         config_file = Path(DEFAULT_CONFIG_FILE)
     if config_file is not None:
         file_values = read_config_file(config_file)
@@ -264,6 +270,7 @@ def load_settings(
         file_values["port"] = os.environ["PORT"]  # the original's variable, below our own
     source = f" (from {config_file}, POSTGREST_AUTH_* or flags)" if config_file else ""
     token = _file_values.set(file_values)
+    environ_token = _read_environ.set(environ)
     try:
         if environ:
             settings = Settings(**(overrides or {}))
@@ -273,6 +280,7 @@ def load_settings(
         raise ConfigError(f"setting {_describe(exc.errors()[0])}{source}") from None
     finally:
         _file_values.reset(token)
+        _read_environ.reset(environ_token)
     check_secret(settings)
     return settings
 

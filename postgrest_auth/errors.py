@@ -68,17 +68,17 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _database_unavailable(exc: BaseException) -> bool:
-    return isinstance(
-        exc,
-        OSError
-        | TimeoutError
-        | asyncpg.PostgresConnectionError
-        | asyncpg.InterfaceError
-        | asyncpg.CannotConnectNowError
-        | asyncpg.AdminShutdownError
-        | asyncpg.TooManyConnectionsError,
-    )
+# What a lost or restarting database raises; answered 503 and never logged as a crash.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    # 55000 at connect: the database is not accepting connections (allow_connections false)
+    asyncpg.ObjectNotInPrerequisiteStateError,
+)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -104,15 +104,19 @@ def install_error_handlers(app: FastAPI) -> None:
         ]
         return error_response(400, "validation_failed", "Some fields are not valid", errors)
 
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable during %s: %s", request.url.path, type(exc).__name__)
+        return error_response(
+            503,
+            "database_unavailable",
+            "The service cannot reach its database; try again shortly",
+            headers={"Retry-After": DATABASE_RETRY_AFTER},
+        )
+
+    for exc_class in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(exc_class, database_unavailable)
+
     @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        if _database_unavailable(exc):
-            log.warning("database unavailable during %s: %s", request.url.path, type(exc).__name__)
-            return error_response(
-                503,
-                "database_unavailable",
-                "The service cannot reach its database; try again shortly",
-                headers={"Retry-After": DATABASE_RETRY_AFTER},
-            )
-        log.error("unexpected error during %s", request.url.path, exc_info=exc)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # Starlette re-raises after answering, so the server logs the traceback once.
         return error_response(500, "internal_error", "Something went wrong on our side")

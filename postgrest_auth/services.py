@@ -27,7 +27,8 @@ class Services:
     limiter: RateLimiter
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """Async on purpose: a sync dependency would cost a thread-pool hop per request."""
     return request.app.state.services
 
 

@@ -135,18 +135,30 @@ class Store:
             address,
         )
 
+    def _refresh_sql(self, session_filter: str) -> str:
+        """Find a live session and its user, and push its expiry forward, in one statement.
+
+        The expiry moves only when that gains more than a minute: refreshes in quick succession
+        stay reads, with no commit to wait for.
+        """
+        user_columns = ", ".join("u." + c for c in USER_COLUMNS.split(", "))
+        return (
+            f"with s as (select id, user_id, expires_at from {self.sessions}"
+            f" where {session_filter} and revoked_at is null and expires_at > now()),"
+            f" pushed as (update {self.sessions} t set refreshed_at = now(),"
+            " expires_at = now() + make_interval(secs => $2) from s where t.id = s.id"
+            " and s.expires_at < now() + make_interval(secs => $2 - 60)"
+            " returning t.id, t.expires_at)"
+            f" select {user_columns}, s.id::text as session_id,"
+            " coalesce(p.expires_at, s.expires_at) as expires_at"
+            f" from s join {self.users} u on u.id = s.user_id"
+            " left join pushed p on p.id = s.id"
+        )
+
     async def refresh_session_by_token(self, conn: Connection, token_hash: bytes) -> Row | None:
         """Extend a live session found by its opaque token; the user and the session in one trip."""
         return await conn.fetchrow(
-            f"with s as (update {self.sessions} set refreshed_at = now(),"
-            " expires_at = now() + make_interval(secs => $2)"
-            " where token_hash = $1 and revoked_at is null and expires_at > now()"
-            " returning id, user_id, expires_at)"
-            f" select {', '.join('u.' + c for c in USER_COLUMNS.split(', '))},"
-            " s.id::text as session_id, s.expires_at"
-            f" from s join {self.users} u on u.id = s.user_id",
-            token_hash,
-            self.session_lifetime,
+            self._refresh_sql("token_hash = $1"), token_hash, self.session_lifetime
         )
 
     async def refresh_session_by_claims(
@@ -154,25 +166,21 @@ class Store:
     ) -> Row | None:
         """Extend the token's session if the user's count still matches; one trip."""
         if session_id is None:  # a token without a session (the Node original's)
-            row = await conn.fetchrow(
+            return await conn.fetchrow(
                 f"select {USER_COLUMNS}, null::text as session_id, null::timestamptz as expires_at"
                 f" from {self.users} where id = $1 and token_count = $2",
                 user_id,
                 token_count,
             )
-            return row
         return await conn.fetchrow(
-            f"with u as (select {USER_COLUMNS} from {self.users}"
-            " where id = $1 and token_count = $2),"
-            f" s as (update {self.sessions} set refreshed_at = now(),"
-            " expires_at = now() + make_interval(secs => $4)"
-            " where id = $3::uuid and user_id = (select id from u)"
-            " and revoked_at is null and expires_at > now() returning id, expires_at)"
-            " select u.*, s.id::text as session_id, s.expires_at from u join s on true",
-            user_id,
-            token_count,
+            self._refresh_sql(
+                f"id = $1::uuid and user_id = $3 and $4 = (select token_count from {self.users}"
+                " where id = $3)"
+            ),
             session_id,
             self.session_lifetime,
+            user_id,
+            token_count,
         )
 
     async def live_session(
@@ -297,10 +305,13 @@ class Store:
         )
 
     async def seconds_until_next_mail(self, conn: Connection) -> float | None:
-        return await conn.fetchval(
-            "select greatest(0, extract(epoch from min(next_attempt_at) - now()))::float8"
+        """None when nothing waits. (greatest() would skip the null of an empty queue and say 0,
+        which made an idle worker spin.)"""
+        seconds = await conn.fetchval(
+            "select extract(epoch from min(next_attempt_at) - now())::float8"
             f" from {self.outbox_table} where sent_at is null and failed_at is null"
         )
+        return None if seconds is None else max(0.0, seconds)
 
     async def outbox_status(self, conn: Connection) -> Row:
         return await conn.fetchrow(

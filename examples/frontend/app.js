@@ -224,10 +224,9 @@
       return await send(apiBase + path, options);
     } catch (err) {
       if (!(err instanceof HttpError) || err.status !== 401 || !user) throw err;
-      if (!(await refreshSession())) {
-        signedOut("Your session has ended. Please log in again.");
-        throw err;
-      }
+      const renewed = await refreshSession();
+      if (renewed === false) signedOut("Your session has ended. Please log in again.");
+      if (!renewed) throw err;
       return send(apiBase + path, options);
     }
   }
@@ -243,12 +242,8 @@
   }
 
   function secondsLeft(token) {
-    try {
-      const payload = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
-      return payload.exp ? payload.exp - Math.floor(Date.now() / 1000) : null;
-    } catch (_) {
-      return null;
-    }
+    const claims = token ? decodeClaims(token) : null;
+    return claims && claims.exp ? claims.exp - Math.floor(Date.now() / 1000) : null;
   }
 
   // Refresh about 60 s before the access token runs out.
@@ -259,36 +254,43 @@
     const seconds = expiresIn > 120 ? expiresIn - 60 : expiresIn / 2;
     const delay = Math.min(Math.max(seconds, 5) * 1000, 2147483647); // setTimeout's ceiling
     refreshTimer = setTimeout(async () => {
-      if (!(await refreshSession())) signedOut("Your session has ended. Please log in again.");
+      const renewed = await refreshSession();
+      if (renewed === null) scheduleRefresh(60); // unreachable: try again in 30 s
+      else if (!renewed) signedOut("Your session has ended. Please log in again.");
     }, delay);
   }
 
-  // Resolves true when the session was renewed.
+  // Resolves true when the session was renewed, false when it has ended, null when the server
+  // could not be reached (or was unavailable) and the session may still be alive.
   function refreshSession() {
-    if (refreshing) return refreshing;
-    refreshing = (async () => {
-      try {
-        let data;
-        if (cookieMode) {
-          data = await authCall("/refresh_token", { method: "POST", body: {} });
-        } else if (refreshToken) {
-          data = await authCall("/refresh_token", { method: "POST", body: { refresh_token: refreshToken }, auth: false });
-        } else if (accessToken) {
-          // No refresh token issued: the original's way, a still-valid access token buys a new one.
-          data = await authCall("/refresh_token", { method: "POST", body: {} });
-        } else {
-          return false;
-        }
-        adoptTokens(data);
-        return true;
-      } catch (err) {
-        if (!(err instanceof HttpError)) console.error(err);
-        return false;
-      } finally {
+    if (!refreshing) {
+      refreshing = renew().finally(() => {
         refreshing = null;
-      }
-    })();
+      });
+    }
     return refreshing;
+  }
+
+  async function renew() {
+    let data;
+    try {
+      if (cookieMode) {
+        data = await authCall("/refresh_token", { method: "POST", body: {} });
+      } else if (refreshToken) {
+        data = await authCall("/refresh_token", { method: "POST", body: { refresh_token: refreshToken }, auth: false });
+      } else if (accessToken) {
+        // No refresh token issued: the original's way, a still-valid access token buys a new one.
+        data = await authCall("/refresh_token", { method: "POST", body: {} });
+      } else {
+        return false;
+      }
+    } catch (err) {
+      if (err instanceof HttpError && err.status < 500 && err.status !== 429) return false;
+      if (!(err instanceof HttpError)) console.error(err);
+      return null;
+    }
+    adoptTokens(data);
+    return true;
   }
 
   function forgetSession() {
@@ -297,23 +299,30 @@
     accessToken = null;
     refreshToken = null;
     user = null;
+    userNames = new Map();
   }
 
   // After a token answer: find out who we are, then show the signed-in page.
   async function signedIn(data) {
     adoptTokens(data);
     try {
-      user = await authCall("/user");
+      user = asUser(await authCall("/user"));
     } catch (err) {
       // Fall back on the token's claims when /user cannot answer.
       const claims = accessToken ? decodeClaims(accessToken) : null;
       if (!claims) throw err;
-      user = { id: Number(claims.sub), username: claims.username };
+      user = asUser({ id: claims.sub, username: claims.username });
     }
     render();
     await loadTodos();
   }
 
+  // The id as a number, to compare with todos.user_id.
+  function asUser(data) {
+    return { ...data, id: Number(data.id) };
+  }
+
+  // The payload of a JWT, read only to learn its expiry or, as a fallback, the username.
   function decodeClaims(token) {
     try {
       return JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
@@ -325,6 +334,7 @@
   function signedOut(text, kind) {
     forgetSession();
     render();
+    renderTodos([]); // drop the private list at once; the public one follows
     loadTodos().catch(() => {});
     if (text) showMessage(text, kind || "error");
   }
@@ -337,7 +347,7 @@
     $("current-user").textContent = signedInNow ? `Signed in as ${user.username}` : "Not signed in";
     $("logout").hidden = !signedInNow;
     $("logout-all").hidden = !signedInNow;
-    $("signed-out").hidden = signedInNow;
+    $("signed-out").hidden = signedInNow || resetToken !== null; // a reset link has the stage
     $("account-panel").hidden = !signedInNow;
     $("todo-form").hidden = !signedInNow;
   }
@@ -525,6 +535,7 @@
     resetToken = token;
     $("reset-username").value = params.get("username") || "";
     $("reset-panel").hidden = false;
+    render();
     $((params.get("username") ? "reset-new" : "reset-username")).focus();
     showInfo("Choose a new password for your account.");
     return true;
@@ -534,6 +545,7 @@
     resetToken = null;
     $("reset-form").reset();
     $("reset-panel").hidden = true;
+    render();
   }
 
   onSubmit("reset-form", async () => {
@@ -578,7 +590,7 @@
     takeResetLink();
     if (cookieMode) {
       try {
-        user = await authCall("/user");
+        user = asUser(await authCall("/user"));
       } catch (err) {
         user = null;
         if (!(err instanceof HttpError && err.status === 401)) showError(err);

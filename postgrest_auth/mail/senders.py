@@ -6,7 +6,7 @@ import logging
 import ssl
 import sys
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate, make_msgid, parseaddr
 from pathlib import Path
 from typing import Protocol
 
@@ -30,7 +30,9 @@ def build_message(
     message["To"] = recipient
     message["Subject"] = subject
     message["Date"] = formatdate(localtime=False, usegmt=True)
-    message["Message-ID"] = make_msgid(domain=settings.from_.rpartition("@")[2] or None)
+    # The domain of the sender's address, also for "Name <user@domain>".
+    domain = parseaddr(settings.from_)[1].rpartition("@")[2]
+    message["Message-ID"] = make_msgid(domain=domain or None)
     message.set_content(text)
     if html:
         message.add_alternative(html, subtype="html")

@@ -49,7 +49,8 @@ class MailTemplates:
         html_template = self._read(f"{kind}.html")
         escaped = {key: html.escape(value) for key, value in context.items()}
         return RenderedMail(
-            subject=Template(subject).safe_substitute(context).replace("\n", " "),
+            # One line whatever the values hold: no header injection, no broken message.
+            subject=" ".join(Template(subject).safe_substitute(context).split()),
             text=Template(body).safe_substitute(context),
             html=Template(html_template).safe_substitute(escaped) if html_template else None,
         )

@@ -37,15 +37,29 @@ class MailWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncpg.Connection | None = None
+        self._stopping = False
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="mail-worker")
 
     async def stop(self) -> None:
+        """Let a send in flight finish (bounded by the SMTP timeout), then stop.
+
+        Cancelling mid-send would leave that mail leased, so it would wait out the whole lease
+        before any instance tried it again.
+        """
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), self.settings.email.timeout + 5)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            except Exception as exc:  # the loop only ends by stopping; never fail a shutdown
+                log.warning("mail worker ended with %s", type(exc).__name__)
         await self._close_listener()
 
     def retry_delay(self, attempts: int) -> float | None:
@@ -56,7 +70,7 @@ class MailWorker:
         return min(email.backoff_initial * 2 ** (attempts - 1), email.backoff_max)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self._ensure_listener()
                 sent_any = await self.deliver_due()
@@ -67,7 +81,15 @@ class MailWorker:
             except Exception as exc:  # database away: keep the process, try again shortly
                 log.warning("mail worker: %s; retrying in 5 s", type(exc).__name__)
                 await self._close_listener()
-                await asyncio.sleep(5)
+                await self._pause(5)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once on NOTIFY or stop()."""
+        self._wake.clear()
+        if self._stopping or seconds <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
 
     async def deliver_due(self) -> bool:
         """Send one batch of due mail; True if there was any."""
@@ -77,11 +99,11 @@ class MailWorker:
         return bool(batch)
 
     async def _deliver(self, row: asyncpg.Record) -> None:
-        message = build_message(
-            self.settings.email, row["recipient"], row["subject"], row["body_text"] or "",
-            row["body_html"],
-        )
-        try:
+        try:  # a mail that cannot even be built counts as a failed attempt, not a worker crash
+            message = build_message(
+                self.settings.email, row["recipient"], row["subject"], row["body_text"] or "",
+                row["body_html"],
+            )
             await self.sender.send(message)
         except Exception as exc:
             delay = self.retry_delay(row["attempts"])
@@ -89,7 +111,7 @@ class MailWorker:
             log.warning(
                 "mail %s (%s) attempt %s failed: %s; %s",
                 row["id"], row["kind"], row["attempts"], error,
-                f"retrying in {delay:.0f} s" if delay is not None else "giving up",
+                f"retrying in {delay:g} s" if delay is not None else "giving up",
             )
             async with self.pool.acquire() as conn:
                 await self.store.mark_failed_attempt(conn, row["id"], error, delay)
@@ -101,11 +123,7 @@ class MailWorker:
     async def _sleep_until_due(self) -> None:
         async with self.pool.acquire() as conn:
             due_in = await self.store.seconds_until_next_mail(conn)
-        timeout = IDLE_POLL_SECONDS if due_in is None else min(due_in, IDLE_POLL_SECONDS)
-        self._wake.clear()
-        if timeout > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+        await self._pause(IDLE_POLL_SECONDS if due_in is None else min(due_in, IDLE_POLL_SECONDS))
 
     async def _ensure_listener(self) -> None:
         if self._listener is not None and not self._listener.is_closed():

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, EmailStr, Field, field_validator, model_validator
 
 from ..client import client_address
-from ..errors import ApiError, field_error, unauthorized
+from ..errors import ApiError, field_error, invalid, unauthorized
 from ..forms import body
 from ..services import Services, ServicesDep
 from ..sessions import start_session, token_body
@@ -58,8 +58,9 @@ class ChangeEmail(BaseModel):
 
 
 def _taken(exc: asyncpg.UniqueViolationError | asyncpg.DuplicateObjectError) -> ApiError:
+    # Ours is <table>_email_uniq; a table adopted from the Node original may have <table>_email_key.
     constraint = getattr(exc, "constraint_name", None) or ""
-    field = "email" if "email" in constraint else "username"
+    field = "email" if constraint.endswith(("_email_uniq", "_email_key")) else "username"
     return ApiError(
         409, f"{field}_taken", f"That {field} is already taken",
         [field_error(field, "is already taken")],
@@ -93,6 +94,8 @@ async def sign_up(
                 )
     except (asyncpg.UniqueViolationError, asyncpg.DuplicateObjectError) as exc:
         raise _taken(exc) from None
+    except asyncpg.StringDataRightTruncationError:  # a usernames.pattern wider than the column
+        raise invalid([field_error("username", "is longer than the users table allows")]) from None
     return token_body(services, response, user, session_id, session_token)
 
 

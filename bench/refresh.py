@@ -1,0 +1,73 @@
+"""Refresh-token refreshes (POST /auth/refresh_token with refresh_token) versus a bare `select 1`
+round trip over asyncpg at the same concurrency: refreshes should be bounded by the database
+round trip, not by Python overhead (DESIGN §9)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+import httpx
+
+from .load import Load, rate
+from .measure import compare, report
+from .stack import Stack
+
+CONNECTIONS = 8
+SESSIONS = CONNECTIONS  # distinct sessions: concurrent refreshes do not queue on one row lock
+
+
+async def _select_one_rate(dsn: str, seconds: float) -> float:
+    pool = await asyncpg.create_pool(dsn, min_size=CONNECTIONS, max_size=CONNECTIONS)
+    try:
+        done = 0
+        deadline = time.monotonic() + seconds
+
+        async def worker() -> None:
+            nonlocal done
+            while time.monotonic() < deadline:
+                async with pool.acquire() as conn:
+                    await conn.fetchval("select 1")
+                done += 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
+        return done / (time.monotonic() - started)
+    finally:
+        await pool.close()
+
+
+def select_one_rate(dsn: str, seconds: float) -> float:
+    return asyncio.run(_select_one_rate(dsn, seconds))
+
+
+def refresh_tokens(stack: Stack) -> list[str]:
+    body = {"username": "benchrefresh", "password": "bench password"}
+    r = httpx.post(stack.auth_url + "/users", json=body)
+    r.raise_for_status()
+    tokens = [r.json()["refresh_token"]]
+    with httpx.Client(timeout=30) as client:
+        for _ in range(SESSIONS - 1):
+            r = client.post(stack.auth_url + "/refresh_token", json=body)
+            r.raise_for_status()
+            tokens.append(r.json()["refresh_token"])
+    return tokens
+
+
+def run(stack: Stack, seconds: float, rounds: int) -> float:
+    bodies = [{"refresh_token": token} for token in refresh_tokens(stack)]
+    refresh = Load(stack.auth_url + "/refresh_token", method="POST", bodies=bodies)
+    rate(refresh, 1, CONNECTIONS)  # warm up
+    result = compare(
+        lambda: rate(refresh, seconds, CONNECTIONS),
+        lambda: select_one_rate(stack.dsn, seconds),
+        rounds,
+    )
+    return report(
+        f"Token refreshes, {CONNECTIONS} connections",
+        "POST /auth/refresh_token (refresh_token)",
+        "asyncpg `select 1`",
+        result,
+        "(ceiling 1.00: the bare database round trip)",
+    )

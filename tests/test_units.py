@@ -1,0 +1,193 @@
+"""Pure functions: quoting, templates, validation, token claims, hashing policy, CLI flags."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import bcrypt
+import jwt
+import pytest
+
+from postgrest_auth.cli import build_parser, overrides_from
+from postgrest_auth.config import Passwords, load_settings
+from postgrest_auth.migrate import render, template_values
+from postgrest_auth.passwords import PasswordHasher
+from postgrest_auth.routes.recovery import reset_link
+from postgrest_auth.sqltext import quote_ident, quote_literal
+from postgrest_auth.tokens import ACCESS, RESET, InvalidToken, TokenIssuer, is_node_token
+from postgrest_auth.validation import password_problems, username_problems
+
+SECRET = "u" * 48
+
+
+def settings(**overrides):  # type: ignore[no-untyped-def]
+    return load_settings(None, {"secret": SECRET, **overrides}, environ=False)
+
+
+USER = {"id": 7, "username": "Alice", "username_lowercase": "alice", "email": None,
+        "token_count": 2}
+
+
+# -- SQL text -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "quoted"),
+    [("auth", '"auth"'), ("my auth", '"my auth"'), ('Users"x', '"Users""x"'), ('"', '""""')],
+)
+def test_quote_ident(name, quoted):
+    assert quote_ident(name) == quoted
+
+
+def test_quote_literal():
+    assert quote_literal("it's") == "'it''s'"
+    assert quote_literal("") == "''"
+
+
+def test_render_fills_every_placeholder_once():
+    values = template_values(settings(db={"schema": "a'b", "table": 'T"'}))
+    text = render("select {{ schema }}.{{table}} where r = {{user_role_literal}}", values)
+    assert text == "select \"a'b\".\"T\"\"\" where r = 'normal_user'"
+    with pytest.raises(KeyError):
+        render("{{nope}}", values)
+
+
+def test_index_names_stay_distinct_within_postgres_limit():
+    values = template_values(settings(db={"table": "t" * 63}))
+    # PostgreSQL cuts identifiers to 63 bytes; the two index names must differ after that.
+    cut = {values[k].strip('"')[:63] for k in ("username_index", "email_index")}
+    assert len(cut) == 2
+
+
+# -- validation ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["abc", "ABC123", "a" * 20])
+def test_good_usernames(name):
+    assert username_problems(settings(), name) == []
+
+
+@pytest.mark.parametrize("name", ["ab", "a" * 21, "a b", "ä" * 5, "abc\n", "abc_d"])
+def test_bad_usernames(name):
+    [problem] = username_problems(settings(), name)
+    assert problem["field"] == "username"
+
+
+def test_username_pattern_is_configurable():
+    custom = settings(usernames={"pattern": r"^[a-z_]{2,5}$"})
+    assert username_problems(custom, "a_b") == []
+    assert username_problems(custom, "abc123")
+
+
+@pytest.mark.parametrize(
+    ("password", "ok"),
+    [("x" * 7, False), ("x" * 8, True), ("x" * 72, True), ("x" * 73, False),
+     ("é" * 36, True), ("é" * 37, False), ("🔑" * 2, True), ("🔑" * 19, False)],
+)
+def test_password_bounds_in_bytes(password, ok):
+    problems = password_problems(settings(), "password", password)
+    assert (problems == []) is ok
+
+
+# -- links and tokens ---------------------------------------------------------------------------
+
+
+def test_reset_link():
+    assert reset_link(None, "tok", "bob") == "tok"
+    assert reset_link("", "tok", "bob") == "tok"
+    assert reset_link("https://x/#t={token}&u={username}", "tok", "bob") == "https://x/#t=tok&u=bob"
+
+
+def test_access_claims():
+    issuer = TokenIssuer(settings(payload={"exp": 300, "iss": "me"}))
+    claims = issuer.access_claims(dict(USER, email="a@x.com"), "sid-1")
+    assert claims["exp"] == claims["iat"] + 300
+    assert claims["sub"] == "7" and claims["count"] == 2 and claims["sid"] == "sid-1"
+    assert claims["email"] == "a@x.com" and claims["typ"] == ACCESS
+    assert claims["role"] == "normal_user" and claims["iss"] == "me"
+    bare = issuer.access_claims(USER, None)
+    assert "email" not in bare and "sid" not in bare
+
+
+def test_per_user_role():
+    issuer = TokenIssuer(settings(roles={"per_user": True}))
+    assert issuer.access_claims(USER, None)["role"] == "alice"
+
+
+def test_reset_token_has_no_role_and_wrong_type_for_access():
+    issuer = TokenIssuer(settings())
+    token = issuer.reset_token(USER)
+    claims = issuer.decode(token, RESET)
+    assert "role" not in claims and claims["typ"] == RESET
+    with pytest.raises(InvalidToken):
+        issuer.decode(token, ACCESS)
+    with pytest.raises(InvalidToken):
+        issuer.decode(issuer.access_token(USER, None), RESET)
+
+
+def test_decode_accepts_node_tokens_as_access_only():
+    issuer = TokenIssuer(settings())
+    node = jwt.encode({"aud": "alice", "sub": "access", "count": 0, "role": "alice",
+                       "exp": int(time.time()) + 60}, SECRET, "HS256")
+    claims = issuer.decode(node, ACCESS)
+    assert is_node_token(claims)
+    with pytest.raises(InvalidToken):
+        issuer.decode(node, RESET)
+
+
+def test_is_node_token():
+    assert is_node_token({"sub": "access", "aud": "bob"})
+    assert not is_node_token({"sub": "7", "aud": "bob"})
+    assert not is_node_token({"sub": "access", "aud": ["bob"]})
+
+
+def test_decode_refuses_expired_and_typeless():
+    issuer = TokenIssuer(settings())
+    now = int(time.time())
+    expired = jwt.encode({"sub": "1", "count": 0, "typ": "access", "exp": now - 1}, SECRET)
+    with pytest.raises(InvalidToken, match="expired"):
+        issuer.decode(expired, ACCESS)
+    typeless = jwt.encode({"sub": "1", "count": 0, "exp": now + 60}, SECRET)
+    with pytest.raises(InvalidToken):
+        issuer.decode(typeless, ACCESS)
+
+
+# -- hashing ------------------------------------------------------------------------------------
+
+
+def test_hasher_policy():
+    async def go() -> None:
+        hasher = PasswordHasher(Passwords(bcrypt_rounds=4))
+        try:
+            hashed = await hasher.hash("correct horse")
+            assert hashed.startswith("$2b$04$")
+            assert await hasher.verify("correct horse", hashed) == (True, None)
+            assert await hasher.verify("wrong horse", hashed) == (False, None)
+            assert await hasher.verify("correct horse", None) == (False, None)
+            assert await hasher.verify("correct horse", "not a hash") == (False, None)
+            assert await hasher.verify("x" * 73, hashed) == (False, None)
+            old = bcrypt.hashpw(b"correct horse", bcrypt.gensalt(5, prefix=b"2a")).decode()
+            ok, new = await hasher.verify("correct horse", old)
+            assert ok and new is not None and new.startswith("$2b$04$")
+        finally:
+            hasher.close()
+
+    asyncio.run(go())
+
+
+# -- command line -------------------------------------------------------------------------------
+
+
+def test_original_flags_map_to_settings():
+    args = build_parser("serve").parse_args([
+        "-c", "x.json", "-A", "App", "-C", "postgres://db", "-s", "sch", "-t", "tbl",
+        "-e", "60", "-i", "iss", "-S", "sec", "-p", "8080",
+    ])
+    assert str(args.config) == "x.json"
+    assert overrides_from(args) == {
+        "app_name": "App", "secret": "sec", "port": 8080,
+        "db": {"connection_string": "postgres://db", "schema": "sch", "table": "tbl"},
+        "payload": {"exp": 60, "iss": "iss"},
+    }
+    assert overrides_from(build_parser("serve").parse_args([])) == {}
