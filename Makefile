@@ -40,6 +40,7 @@ test: $(BIN)/.installed $(POSTGREST) system-packages
 	POSTGREST_AUTH_TEST_POSTGREST=$(abspath $(POSTGREST)) $(BIN)/pytest -q $(PYTEST_ARGS)
 
 bench: $(BIN)/.installed $(POSTGREST)
+	@command -v wrk >/dev/null || (apt-get update && apt-get install -y --no-install-recommends wrk)
 	POSTGREST_AUTH_TEST_POSTGREST=$(abspath $(POSTGREST)) $(BIN)/python -m bench
 
 lint: $(BIN)/.installed

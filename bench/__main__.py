@@ -1,15 +1,20 @@
-"""`python -m bench [postgrest] [logins] [refresh]`: all of them by default, in under a minute."""
+"""`python -m bench [postgrest] [logins] [refresh] [mail]`: all by default, in about a minute."""
 
 from __future__ import annotations
 
 import argparse
 import time
 
-from . import logins, postgrest, refresh
+from . import logins, mail_latency, postgrest, refresh
 from .load import generator
 from .stack import running_stack
 
-BENCHMARKS = {"postgrest": postgrest.run, "logins": logins.run, "refresh": refresh.run}
+BENCHMARKS = {
+    "postgrest": postgrest.run,
+    "logins": logins.run,
+    "refresh": refresh.run,
+    "mail": mail_latency.run,
+}
 
 
 def main() -> None:

@@ -78,6 +78,8 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.TooManyConnectionsError,
     # 55000 at connect: the database is not accepting connections (allow_connections false)
     asyncpg.ObjectNotInPrerequisiteStateError,
+    # a connection killed mid-statement can leave asyncpg's protocol in a state it refuses
+    asyncpg.InternalClientError,
 )
 
 

@@ -7,39 +7,37 @@
 
 create or replace function {{schema}}.token_problem(claims jsonb) returns text
 language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
-<<token_problem>>  -- names the block, so `token_problem.user_id` means the variable below
 declare
-  user_id integer;
+  session_id uuid := case when claims->>'sid' ~ '^[0-9a-f-]{36}$' then (claims->>'sid')::uuid end;
+  found_user boolean;
   current_count integer;
   session_live boolean;
 begin
   if claims->>'typ' is distinct from 'access' and claims ? 'typ' then
     return 'wrong_token_type';
   end if;
+  -- One indexed lookup: the user and, when the token names one, its session.
   if claims->>'sub' ~ '^[0-9]{1,9}$' then
-    select u.id, u.token_count into user_id, current_count
-      from {{schema}}.{{table}} u where u.id = (claims->>'sub')::integer;
+    select true, u.token_count, s.revoked_at is null and s.expires_at > now()
+      into found_user, current_count, session_live
+      from {{schema}}.{{table}} u
+      left join {{schema}}.sessions s on s.id = session_id and s.user_id = u.id
+      where u.id = (claims->>'sub')::integer;
   elsif claims->>'sub' = 'access' then
-    -- Tokens minted by the Node original: the username is in aud.
-    select u.id, u.token_count into user_id, current_count
+    -- Tokens minted by the Node original: the username is in aud, and there is no session.
+    select true, u.token_count into found_user, current_count
       from {{schema}}.{{table}} u where u.username_lowercase = lower(claims->>'aud');
   else
     return 'unknown_subject';
   end if;
-  if user_id is null then
+  if found_user is not true then
     return 'unknown_user';
   end if;
   if current_count is distinct from (claims->>'count')::integer then
     return 'token_revoked';
   end if;
-  if claims ? 'sid' then
-    select s.revoked_at is null and s.expires_at > now() into session_live
-      from {{schema}}.sessions s
-      where s.id = case when claims->>'sid' ~ '^[0-9a-f-]{36}$' then (claims->>'sid')::uuid end
-        and s.user_id = token_problem.user_id;
-    if session_live is not true then
-      return 'session_ended';
-    end if;
+  if claims ? 'sid' and session_live is not true then
+    return 'session_ended';
   end if;
   return null;
 end
