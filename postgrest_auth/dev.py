@@ -3,7 +3,10 @@ generated once and kept under ./.postgrest-auth/ so tokens survive restarts."""
 
 from __future__ import annotations
 
+import logging
 import secrets
+import signal
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +28,17 @@ class DevEnvironment:
         self.directory = directory.resolve()
 
     def settings(self, config_file: Path | None, overrides: dict[str, Any]) -> Settings:
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        logging.getLogger("pgserver").setLevel(logging.WARNING)  # its every command at INFO
         try:
             import pgserver
         except ImportError:
             raise ConfigError("--dev needs pgserver: pip install 'postgrest-auth[dev]'") from None
         self.directory.mkdir(parents=True, exist_ok=True)
         self.server = pgserver.get_server(self.directory / "pgdata", cleanup_mode="stop")
+        # pgserver stops PostgreSQL from an atexit hook; uvicorn re-raises SIGTERM after its
+        # shutdown, and the default action would skip atexit and leave PostgreSQL running.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
         dev_values: dict[str, Any] = {
             "secret": _kept_secret(self.directory / "secret"),
             "db": {"connection_string": self.server.get_uri()},
@@ -70,6 +78,10 @@ class DevEnvironment:
                 "Mail is printed here. Stop with Ctrl-C.",
             ]
         )
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _deep(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -225,7 +225,12 @@
     } catch (err) {
       if (!(err instanceof HttpError) || err.status !== 401 || !user) throw err;
       const renewed = await refreshSession();
-      if (renewed === false) signedOut("Your session has ended. Please log in again.");
+      if (renewed === false) {
+        // The 401 was described while still signed in (an ended cookie session reaches PostgREST
+        // as anonymous: 42501, "not allowed"); the caller shows err.friendly, so say what happened.
+        err.friendly = "Your session has ended. Please log in again.";
+        signedOut(err.friendly);
+      }
       if (!renewed) throw err;
       return send(apiBase + path, options);
     }

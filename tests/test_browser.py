@@ -1,0 +1,252 @@
+"""The to-do frontend in a real browser (Debian's chromium) behind nginx, in both modes.
+
+Everything is real: the demo stack (demo/stack.py: pgserver PostgreSQL, PostgREST 12, the service as
+a subprocess, nginx with examples/nginx.conf) and chromium driven by Playwright. Screenshots of each
+step land in test-artifacts/browser/<mode>/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
+
+from demo import Stack
+
+from .support import wait_until
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+FIRST, SECOND, THIRD = "first password 1", "second password 2", "third password 3"
+
+
+def require_system_parts() -> None:
+    missing = [name for name, path in (("chromium", CHROMIUM), ("nginx", "/usr/sbin/nginx"))
+               if not (os.access(path, os.X_OK) or shutil.which(name))]
+    if missing:
+        pytest.fail(
+            f"{' and '.join(missing)} missing: `make test` installs them "
+            f"(apt-get install nginx chromium)"
+        )
+
+
+class Shots:
+    """Numbered full-page screenshots: test-artifacts/browser/<mode>/NN-step.png."""
+
+    def __init__(self, mode: str) -> None:
+        self.directory = ARTIFACTS / mode
+        shutil.rmtree(self.directory, ignore_errors=True)
+        self.directory.mkdir(parents=True)
+        self.count = 0
+
+    def __call__(self, page: Page, step: str) -> None:
+        self.count += 1
+        page.screenshot(path=self.directory / f"{self.count:02d}-{step}.png", full_page=True)
+
+
+@pytest.fixture(params=["bearer", "cookie"])
+def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+    require_system_parts()
+    with Stack(mode=request.param, bcrypt_rounds=4) as running:
+        yield running
+
+
+@pytest.fixture
+def browser(stack: Stack) -> Iterator[Browser]:
+    """Launched after the stack: the stack's asyncio.run must not meet Playwright's loop."""
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def open_app(context: BrowserContext, url: str, errors: list[str]) -> Page:
+    page = context.new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(url)
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    return page
+
+
+def expect_signed_in(page: Page, username: str) -> None:
+    expect(page.locator("body")).to_have_attribute("data-state", "signed-in")
+    expect(page.locator("#current-user")).to_have_text(f"Signed in as {username}")
+
+
+def expect_signed_out(page: Page) -> None:
+    expect(page.locator("body")).to_have_attribute("data-state", "signed-out")
+    expect(page.locator("#current-user")).to_have_text("Not signed in")
+    expect(page.locator("#login-username")).to_be_visible()
+
+
+def sign_up(page: Page, username: str, password: str, address: str) -> None:
+    page.fill("#signup-username", username)
+    page.fill("#signup-password", password)
+    page.fill("#signup-email", address)
+    page.click("#signup-submit")
+    expect_signed_in(page, username)
+
+
+def log_in(page: Page, username: str, password: str) -> None:
+    page.fill("#login-username", username)
+    page.fill("#login-password", password)
+    page.click("#login-submit")
+    expect_signed_in(page, username)
+
+
+def todo(page: Page, text: str) -> Locator:
+    return page.locator("#todo-list li.todo-item", has_text=text)
+
+
+def add_todo(page: Page, text: str) -> None:
+    page.fill("#todo-new", text)
+    page.click("#todo-add")
+    expect(todo(page, text)).to_have_attribute("data-own", "true")
+
+
+def reset_link(stack: Stack, address: str) -> str:
+    """The link of the newest password-reset mail to `address`, read from the .eml files."""
+
+    def newest() -> str | None:
+        for path in reversed(stack.mail_files()):
+            message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            if message["To"] != address:
+                continue
+            body = message.get_body(preferencelist=("plain",))
+            text = body.get_content() if body is not None else ""  # type: ignore[attr-defined]
+            found = re.search(r"http://\S+#reset_token=\S+", text)
+            if found:
+                return found.group(0)
+        return None
+
+    return wait_until(newest, timeout=20, interval=0.1)
+
+
+def test_todo_app_through_nginx(stack: Stack, browser: Browser) -> None:
+    mode = stack.mode
+    shots = Shots(mode)
+    errors: list[str] = []
+    expect.set_options(timeout=15_000)
+    secret = "Buy milk (private to alice)"
+
+    # Alice signs up and writes a private to-do.
+    alice_ctx = browser.new_context()
+    alice = open_app(alice_ctx, stack.url, errors)
+    expect_signed_out(alice)
+    shots(alice, "signed-out")
+    sign_up(alice, "alice", FIRST, "alice@example.com")
+    shots(alice, "signed-up")
+    add_todo(alice, secret)
+    expect(todo(alice, secret)).to_have_attribute("data-public", "false")
+    shots(alice, "todo-added")
+
+    # A reload: the session cookie survives it; a token kept in memory does not.
+    alice.reload()
+    expect(alice.locator("body")).to_have_attribute("data-ready", "true")
+    if mode == "cookie":
+        expect_signed_in(alice, "alice")
+        expect(todo(alice, secret)).to_be_visible()
+        shots(alice, "reloaded-still-signed-in")
+    else:
+        expect_signed_out(alice)
+        expect(todo(alice, secret)).to_have_count(0)
+        shots(alice, "reloaded-asked-to-log-in")
+        log_in(alice, "alice", FIRST)
+        expect(todo(alice, secret)).to_be_visible()
+        shots(alice, "logged-in-again")
+
+    # Bob, in another browser context, does not see Alice's private to-do...
+    bob_ctx = browser.new_context()
+    bob = open_app(bob_ctx, stack.url, errors)
+    sign_up(bob, "bob", FIRST, "bob@example.com")
+    add_todo(bob, "Walk the dog (bob)")
+    expect(todo(bob, secret)).to_have_count(0)
+    shots(bob, "bob-cannot-see-private")
+
+    # ...until she makes it public.
+    todo(alice, secret).locator("button.make-public").click()
+    expect(todo(alice, secret)).to_have_attribute("data-public", "true")
+    expect(alice.locator("#message")).to_have_text("The to-do is now public.")
+    shots(alice, "made-public")
+    add_todo(bob, "Feed the cat (bob)")  # reloads Bob's list
+    expect(todo(bob, secret)).to_have_attribute("data-public", "true")
+    expect(todo(bob, secret)).to_have_attribute("data-own", "false")
+    expect(todo(bob, secret).locator(".todo-owner")).to_have_text("by alice")
+    shots(bob, "bob-sees-public")
+
+    # Alice on a second device; changing the password on the first ends that session.
+    other_ctx = browser.new_context()
+    other = open_app(other_ctx, stack.url, errors)
+    log_in(other, "alice", FIRST)
+    expect(todo(other, secret)).to_be_visible()
+    alice.fill("#change-current", FIRST)
+    alice.fill("#change-new", SECOND)
+    alice.fill("#change-confirm", SECOND)
+    alice.click("#change-submit")
+    expect(alice.locator("#message")).to_contain_text("Password changed")
+    expect(alice.locator("#message")).to_have_attribute("data-kind", "info")
+    add_todo(alice, "Still signed in here")  # the device that changed it keeps working
+    shots(alice, "password-changed")
+    other.fill("#todo-new", "Written on the old session")
+    other.click("#todo-add")
+    expect_signed_out(other)
+    expect(other.locator("#message")).to_have_attribute("data-kind", "error")
+    expect(other.locator("#message")).to_contain_text("session has ended")
+    expect(todo(other, "Written on the old session")).to_have_count(0)
+    shots(other, "other-device-signed-out")
+
+    # Forgot password: the mail's link opens the reset form; the new password works.
+    other.click("summary")
+    other.fill("#forgot-username", "alice")
+    other.click("#forgot-submit")
+    expect(other.locator("#message")).to_contain_text("reset the password is on its way")
+    shots(other, "forgot-password-sent")
+    link = reset_link(stack, "alice@example.com")
+    assert link.startswith(stack.url + "#reset_token=")
+    reset = other_ctx.new_page()
+    reset.on("pageerror", lambda exc: errors.append(str(exc)))
+    reset.goto(link)
+    expect(reset.locator("#reset-panel")).to_be_visible()
+    expect(reset.locator("#reset-username")).to_have_value("alice")
+    assert "reset_token" not in reset.url  # wiped from the address bar and history
+    shots(reset, "reset-form")
+    reset.fill("#reset-new", THIRD)
+    reset.fill("#reset-confirm", THIRD)
+    reset.click("#reset-submit")
+    expect(reset.locator("#reset-panel")).to_be_hidden()
+    expect(reset.locator("#message")).to_contain_text("password has been changed")
+    shots(reset, "password-reset")
+    if reset.locator("body").get_attribute("data-state") == "signed-in":
+        reset.click("#logout")
+    expect_signed_out(reset)
+    reset.fill("#login-username", "alice")
+    reset.fill("#login-password", SECOND)  # the password before the reset
+    reset.click("#login-submit")
+    expect(reset.locator("#message")).to_have_attribute("data-kind", "error")
+    expect(reset.locator("body")).to_have_attribute("data-state", "signed-out")
+    log_in(reset, "alice", THIRD)
+    expect(todo(reset, secret)).to_be_visible()
+    expect(todo(reset, "Still signed in here")).to_be_visible()
+    shots(reset, "logged-in-with-new-password")
+
+    for context in (alice_ctx, bob_ctx, other_ctx):
+        context.close()
+    assert errors == [], f"uncaught errors in the page: {errors}"
