@@ -43,6 +43,11 @@ bench: $(BIN)/.installed $(POSTGREST)
 	@command -v wrk >/dev/null || (apt-get update && apt-get install -y --no-install-recommends wrk)
 	POSTGREST_AUTH_TEST_POSTGREST=$(abspath $(POSTGREST)) $(BIN)/python -m bench
 
+# The to-do example at one URL: PostgreSQL, PostgREST, postgrest-auth and nginx (Ctrl-C stops all).
+# DEMO_ARGS="--mode cookie" for the session-cookie mode; "--port 9090" if 8080 is taken.
+demo: $(BIN)/.installed $(POSTGREST) system-packages
+	POSTGREST_AUTH_TEST_POSTGREST=$(abspath $(POSTGREST)) $(BIN)/python -m demo $(DEMO_ARGS)
+
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

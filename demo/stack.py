@@ -24,6 +24,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -135,8 +136,9 @@ class Process:
                     f"{self.name} exited ({self.popen.returncode}):\n{_tail(self.log)}"
                 )
             if time.monotonic() > deadline:
-                raise StackError(f"{self.name} did not get ready in {timeout:.0f} s:\n"
-                                 f"{_tail(self.log)}")
+                raise StackError(
+                    f"{self.name} did not get ready in {timeout:.0f} s:\n{_tail(self.log)}"
+                )
             time.sleep(0.05)
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -198,7 +200,9 @@ class Stack:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.stop()
@@ -256,7 +260,9 @@ class Stack:
 
     def _start_postgres(self) -> str:
         try:
-            import pgserver
+            with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set"
+                warnings.simplefilter("ignore")
+                import pgserver
         except ImportError:
             raise StackError("pgserver is not installed: run `make demo`") from None
         assert self._pg_dir is not None
@@ -307,8 +313,11 @@ class Stack:
         assert self.work_dir is not None
         settings = load_settings(self.config_file, environ=False)
         # The file is the whole configuration: no POSTGREST_AUTH_* or PORT from this shell.
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("POSTGREST_AUTH_") and k != "PORT"}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("POSTGREST_AUTH_") and k != "PORT"
+        }
         service = Process(
             "postgrest-auth",
             [sys.executable, "-m", "postgrest_auth", "--config", str(self.config_file)],
@@ -331,17 +340,19 @@ class Stack:
         # One pre-request for both modes: auth.authenticate also checks bearer tokens.
         pre_request = "authenticate" if self.mode == "cookie" else "check_token_count"
         env = {k: v for k, v in os.environ.items() if not k.startswith("PGRST_")}
-        env.update({
-            "PGRST_DB_URI": urlunsplit(parts._replace(netloc=netloc)),
-            "PGRST_DB_SCHEMAS": "api",
-            "PGRST_DB_ANON_ROLE": settings.roles.anonymous,
-            "PGRST_DB_PRE_REQUEST": f"{settings.db.schema_}.{pre_request}",
-            "PGRST_JWT_SECRET": settings.secret.get_secret_value() if settings.secret else "",
-            "PGRST_SERVER_HOST": "127.0.0.1",
-            "PGRST_SERVER_PORT": str(port),
-            "PGRST_DB_POOL": "4",
-            "PGRST_LOG_LEVEL": "error",
-        })
+        env.update(
+            {
+                "PGRST_DB_URI": urlunsplit(parts._replace(netloc=netloc)),
+                "PGRST_DB_SCHEMAS": "api",
+                "PGRST_DB_ANON_ROLE": settings.roles.anonymous,
+                "PGRST_DB_PRE_REQUEST": f"{settings.db.schema_}.{pre_request}",
+                "PGRST_JWT_SECRET": settings.secret.get_secret_value() if settings.secret else "",
+                "PGRST_SERVER_HOST": "127.0.0.1",
+                "PGRST_SERVER_PORT": str(port),
+                "PGRST_DB_POOL": "4",
+                "PGRST_LOG_LEVEL": "error",
+            }
+        )
         postgrest = Process("PostgREST", [str(binary)], self.work_dir / "postgrest.log", env=env)
         self.processes.append(postgrest)
         postgrest.wait_ready(lambda: _http_status(f"http://127.0.0.1:{port}/") == 200)
@@ -380,5 +391,6 @@ class Stack:
         for path in ("auth/health", "api/"):
             status = _http_status(self.url + path)
             if status != 200:
-                raise StackError(f"nginx: GET /{path} answered {status}:\n"
-                                 f"{_tail(prefix / 'error.log')}")
+                raise StackError(
+                    f"nginx: GET /{path} answered {status}:\n{_tail(prefix / 'error.log')}"
+                )

@@ -37,8 +37,11 @@ FIRST, SECOND, THIRD = "first password 1", "second password 2", "third password 
 
 
 def require_system_parts() -> None:
-    missing = [name for name, path in (("chromium", CHROMIUM), ("nginx", "/usr/sbin/nginx"))
-               if not (os.access(path, os.X_OK) or shutil.which(name))]
+    missing = []
+    if not os.access(CHROMIUM, os.X_OK):
+        missing.append(f"chromium ({CHROMIUM})")
+    if not (os.access("/usr/sbin/nginx", os.X_OK) or shutil.which("nginx")):
+        missing.append("nginx")
     if missing:
         pytest.fail(
             f"{' and '.join(missing)} missing: `make test` installs them "

@@ -12,17 +12,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_the_wheel_carries_sql_and_migrates_from_elsewhere(tmp_path, dsn):
     wheels = tmp_path / "wheels"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(ROOT)],
-        check=True,
-    )
+    pip = [sys.executable, "-m", "pip"]
+    subprocess.run([*pip, "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)], check=True)
     (wheel,) = wheels.glob("postgrest_auth-*.whl")
     target = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
-         str(wheel)],
-        check=True,
-    )
+    subprocess.run([*pip, "install", "--quiet", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True)
     assert (target / "postgrest_auth" / "sql" / "001_users.sql").is_file()
     config = tmp_path / "postgrest-auth.json"
     config.write_text(json.dumps({"secret": SECRET, "db": {"connection_string": dsn}}))
