@@ -33,7 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from postgrest_auth.config import Settings, load_settings
+from postgrest_auth.config import Settings, deep_merge, load_settings
 from postgrest_auth.migrate import migrate
 from postgrest_auth.sqltext import quote_ident, quote_literal
 
@@ -99,14 +99,6 @@ def _tail(path: Path, size: int = 3000) -> str:
         return ""
 
 
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 class Process:
@@ -289,7 +281,7 @@ class Stack:
         }
         if self.bcrypt_rounds is not None:
             values["passwords"] = {"bcrypt_rounds": self.bcrypt_rounds}
-        values = _deep_merge(values, self.overrides)
+        values = deep_merge(values, self.overrides)
         self.config_file = self.work_dir / "postgrest-auth.json"
         self.config_file.touch(mode=0o600)
         self.config_file.write_text(json.dumps(values, indent=2))

@@ -8,11 +8,12 @@ import logging
 from collections.abc import AsyncIterator
 
 import asyncpg
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
 from .body_limit import BodyLimitMiddleware
+from .client import refuse_cross_origin_writes
 from .config import Settings
 from .errors import install_error_handlers
 from .mail import MailTemplates, MailWorker, Outbox, make_sender
@@ -104,7 +105,11 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
     )
     install_error_handlers(app)
     for module in (accounts, tokens, recovery, sessions, meta):
-        app.include_router(module.router, prefix=settings.prefix)
+        app.include_router(
+            module.router,
+            prefix=settings.prefix,
+            dependencies=[Depends(refuse_cross_origin_writes)],
+        )
     if settings.http.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -7,25 +7,39 @@ import ipaddress
 from fastapi import Request
 
 from .config import Http
+from .errors import ApiError
+from .services import ServicesDep
 
 
 def client_address(request: Request, settings: Http) -> str | None:
-    """The socket peer, or the configured header when the peer is a trusted proxy."""
-    peer = request.client.host if request.client else None
+    """The socket peer, or what the configured header says when the peer is a trusted proxy.
+
+    A list header (X-Forwarded-For) is read from the right: each proxy appends the address it
+    saw, so the first one that is not a trusted proxy is the client; the left end is whatever
+    the client chose to send.
+    """
+    peer = _normalized(request.client.host if request.client else None)
     header = settings.client_address_header
-    if header and peer in settings.trusted_proxies:
-        forwarded = request.headers.get(header, "").split(",")[0].strip()
-        if _is_address(forwarded):
-            return forwarded
-    return peer if _is_address(peer) else None
+    if not header or peer not in settings.trusted_proxies:
+        return peer
+    for hop in reversed(request.headers.get(header, "").split(",")):
+        address = _normalized(hop.strip())
+        if address is None:
+            break
+        if address not in settings.trusted_proxies:
+            return address
+    return peer
 
 
-def _is_address(value: str | None) -> bool:
+def _normalized(value: str | None) -> str | None:
+    """The address in canonical form (an IPv4-mapped IPv6 address as IPv4), or None."""
     try:
-        ipaddress.ip_address(value or "")
+        ip = ipaddress.ip_address(value or "")
     except ValueError:
-        return False
-    return True
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
 
 
 def is_cross_origin(request: Request, allowed_origins: list[str]) -> bool:
@@ -39,3 +53,18 @@ def is_cross_origin(request: Request, allowed_origins: list[str]) -> bool:
     if origin is None:  # browsers send Origin on every cross-origin write
         return False
     return origin.split("://", 1)[-1] != request.headers.get("host")
+
+
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+async def refuse_cross_origin_writes(request: Request, services: ServicesDep) -> None:
+    """In cookie mode, every write to the service must come from an allowed page: not only
+    those that use the cookie, but also those that set it (a forged login is CSRF too)."""
+    settings = services.settings
+    if (
+        settings.cookie.enabled
+        and request.method not in SAFE_METHODS
+        and is_cross_origin(request, settings.http.cors_origins)
+    ):
+        raise ApiError(403, "cross_origin", "Writes in cookie mode must come from this site")

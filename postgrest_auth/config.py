@@ -72,7 +72,7 @@ class Email(Section):
     directory: Path = Path(".postgrest-auth/mail")
     templates_dir: Path | None = None
     reset_url: str | None = None
-    max_attempts: int = Field(10, ge=1)
+    max_attempts: int = Field(30, ge=1, description="30: about 21 hours of SMTP outage")
     backoff_initial: float = Field(5.0, gt=0)
     backoff_max: float = Field(3600.0, gt=0)
     reset_token_exp: int = Field(3600, ge=60)
@@ -152,6 +152,14 @@ class RateLimits(Section):
 class Http(Section):
     max_body_bytes: int = Field(65536, ge=1024)
     cors_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard(cls, value: list[str]) -> list[str]:
+        # Credentials are allowed, so "*" would let every site read tokens: list the origins.
+        if "*" in value:
+            raise ValueError('"*" is refused with credentials; list the frontend origins')
+        return value
     client_address_header: str | None = Field(
         None, description="e.g. X-Real-IP; trusted only from trusted_proxies"
     )
@@ -275,7 +283,7 @@ def load_settings(
         if environ:
             settings = Settings(**(overrides or {}))
         else:
-            settings = Settings.model_validate(_deep_merge(file_values, overrides or {}))
+            settings = Settings.model_validate(deep_merge(file_values, overrides or {}))
     except ValidationError as exc:
         raise ConfigError(f"setting {_describe(exc.errors()[0])}{source}") from None
     finally:
@@ -285,22 +293,32 @@ def load_settings(
     return settings
 
 
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` laid over `base`, nested objects merged key by key."""
     merged = dict(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
 
 
 def check_secret(settings: Settings) -> None:
-    """PostgREST refuses a jwt-secret under 32 characters, so an HS256 server must too."""
-    if settings.jwt.keys:
-        return
+    """Something must sign; PostgREST refuses a jwt-secret under 32 characters, so we do too."""
+    keys = settings.jwt.keys
+    for index, key in enumerate(keys):
+        for path in (key.private_key_file, key.public_key_file):
+            if path is not None and not path.is_file():
+                raise ConfigError(f"setting jwt.keys.{index}: no key file at {path}")
     how = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
     if settings.secret is None:
+        if any(key.private_key_file for key in keys):
+            return
+        if keys:
+            raise ConfigError(
+                "setting jwt.keys: no key has a private_key_file, and there is no secret either"
+            )
         raise ConfigError(f"setting secret: missing; {how}")
     if len(settings.secret.get_secret_value()) < MIN_SECRET_LENGTH:
         raise ConfigError(

@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from .config import ConfigError, Settings, load_settings
+from .config import ConfigError, Settings, deep_merge, load_settings
 from .sqltext import quote_ident, quote_literal
 
 
@@ -45,7 +45,7 @@ class DevEnvironment:
             "email": {"backend": "console"},
             "cookie": {"secure": False},
         }
-        return load_settings(config_file, _deep(dev_values, overrides))
+        return load_settings(config_file, deep_merge(dev_values, overrides))
 
     async def prepare_postgrest(self, settings: Settings) -> str:
         """Give the authenticator a login for PostgREST and describe how to start it."""
@@ -84,11 +84,3 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _deep(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep(merged[key], value)
-        else:
-            merged[key] = value
-    return merged

@@ -80,6 +80,9 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.ObjectNotInPrerequisiteStateError,
     # a connection killed mid-statement can leave asyncpg's protocol in a state it refuses
     asyncpg.InternalClientError,
+    # the database asks for the transaction to be tried again
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
 )
 
 
@@ -111,7 +114,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(
             503,
             "database_unavailable",
-            "The service cannot reach its database; try again shortly",
+            "The database is unavailable or busy; try again shortly",
             headers={"Retry-After": DATABASE_RETRY_AFTER},
         )
 

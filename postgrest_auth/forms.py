@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl
 
 from fastapi import Request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from .errors import ApiError, invalid
 
 M = TypeVar("M", bound=BaseModel)
+
+# A field of a form: present, and short enough that no one can make bcrypt or a lookup slow.
+Text = Annotated[str, Field(min_length=1, max_length=1024)]
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
@@ -26,7 +29,7 @@ async def read_fields(request: Request) -> dict[str, Any]:
     if media_type == JSON or media_type.endswith("+json"):
         try:
             data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             raise ApiError(400, "invalid_json", "The body is not valid JSON") from None
         if not isinstance(data, dict):
             raise ApiError(400, "invalid_json", "The body must be a JSON object")

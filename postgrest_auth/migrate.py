@@ -1,7 +1,7 @@
 """Applies the SQL files in order, once, under an advisory lock.
 
 Versioned files (`NNN_name.sql`) run once and must never change afterwards: their checksum is
-recorded and compared. Repeatable files (`R_name.sql`, functions only) run again whenever their
+recorded and compared. Repeatable files (`R_name.sql`, safe to re-run) run again whenever their
 rendered text changes, so renaming a role or the cookie in the configuration reaches the database.
 """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import UTC, datetime
 
 from .config import Limit, RateLimits
@@ -14,24 +15,25 @@ class RateLimiter:
         self.settings = settings
         self.store = store
 
-    async def hit_address(self, conn: Connection, action: str, address: str) -> None:
-        """Every attempt from one client address counts."""
-        await self._hit(conn, f"address:{action}:{address}", self.settings.per_address)
+    async def hit_address(self, conn: Connection, action: str, address: str | None) -> None:
+        """Every attempt from one client address counts (IPv6 by /64, what one host gets).
+
+        An unknown address (a unix socket without a trusted header) is not limited here rather
+        than lumped with every other client into one bucket anyone could fill.
+        """
+        if address is not None:
+            await self._hit(conn, f"address:{action}:{address_bucket(address)}",
+                            self.settings.per_address)
 
     async def hit_account(self, conn: Connection, action: str, account: str) -> None:
-        """Attempts against one account (failed logins, mail requests) count."""
-        await self._hit(conn, f"account:{action}:{account.lower()}", self.settings.per_account)
+        """Count an attempt against one account before doing the work, so parallel guesses
+        cannot all slip under the limit."""
+        await self._hit(conn, _account_key(action, account), self.settings.per_account)
 
-    async def check_account(self, conn: Connection, action: str, account: str) -> None:
-        """Refuse when the account's window is full, without counting this attempt."""
-        if not self.settings.enabled:
-            return
-        limit = self.settings.per_account
-        row = await self.store.rate_limit_hits(
-            conn, f"account:{action}:{account.lower()}", limit.window
-        )
-        if row is not None and row["hits"] >= limit.requests:
-            raise _too_many(row["window_started_at"], limit)
+    async def forgive_account(self, conn: Connection, action: str, account: str) -> None:
+        """A successful attempt gives its count back: only failures use up the window."""
+        if self.settings.enabled:
+            await self.store.forgive_rate_limit(conn, _account_key(action, account))
 
     async def _hit(self, conn: Connection, key: str, limit: Limit) -> None:
         if not self.settings.enabled:
@@ -39,6 +41,18 @@ class RateLimiter:
         hits, started = await self.store.hit_rate_limit(conn, key, limit.window)
         if hits > limit.requests:
             raise _too_many(started, limit)
+
+
+def _account_key(action: str, account: str) -> str:
+    return f"account:{action}:{account.lower()}"
+
+
+def address_bucket(address: str) -> str:
+    """IPv4 as is; IPv6 by its /64 network."""
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def _too_many(window_started_at: datetime, limit: Limit) -> ApiError:

@@ -349,12 +349,9 @@ class Store:
         )
         return row["hits"], row["window_started_at"]
 
-    async def rate_limit_hits(self, conn: Connection, key: str, window: int) -> Row | None:
-        return await conn.fetchrow(
-            f"select hits, window_started_at from {self.rate_limits} where key = $1"
-            " and window_started_at > now() - make_interval(secs => $2)",
-            key,
-            window,
+    async def forgive_rate_limit(self, conn: Connection, key: str) -> None:
+        await conn.execute(
+            f"update {self.rate_limits} set hits = greatest(hits - 1, 0) where key = $1", key
         )
 
     async def delete_old_rate_limits(self, conn: Connection, older_than_seconds: int) -> None:

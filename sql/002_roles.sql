@@ -23,6 +23,7 @@ comment on role {{user_role}} is 'postgrest-auth: requests with a valid access t
 grant {{anon_role}} to {{authenticator}};
 grant {{user_role}} to {{authenticator}};
 
--- The pre-request functions live in this schema; the tables in it stay out of reach.
-revoke all on schema {{schema}} from public;
-grant usage on schema {{schema}} to {{anon_role}}, {{user_role}};
+-- The pre-request runs as whatever role a token names, tokens of other issuers included
+-- (a service role, say), so every role may reach the functions in this schema. The tables in it
+-- have no grants at all and stay out of reach.
+grant usage on schema {{schema}} to public;

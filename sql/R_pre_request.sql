@@ -88,8 +88,7 @@ begin
 end
 $$;
 comment on function {{schema}}.check_token_count() is 'PostgREST pre-request for bearer tokens (the name the Node original documented): refuses a token whose count is stale, whose type is not access or whose session ended.';
-revoke execute on function {{schema}}.check_token_count() from public;
-grant execute on function {{schema}}.check_token_count() to {{anon_role}}, {{user_role}};
+grant execute on function {{schema}}.check_token_count() to public;  -- holds no privilege
 
 drop function if exists {{schema}}.check_bearer_claims();
 
@@ -146,5 +145,4 @@ begin
 end
 $$;
 comment on function {{schema}}.authenticate() is 'PostgREST pre-request for both modes: a session cookie becomes the role and claims its token would carry; bearer tokens are checked as check_token_count does.';
-revoke execute on function {{schema}}.authenticate() from public;
-grant execute on function {{schema}}.authenticate() to {{anon_role}}, {{user_role}};
+grant execute on function {{schema}}.authenticate() to public;  -- holds no privilege

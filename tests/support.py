@@ -22,7 +22,7 @@ import uvicorn
 from aiosmtpd.controller import Controller
 
 from postgrest_auth.app import create_app
-from postgrest_auth.config import Settings, load_settings
+from postgrest_auth.config import Settings, deep_merge, load_settings
 
 SECRET = "test-secret-" + secrets.token_urlsafe(32)
 
@@ -139,17 +139,9 @@ def make_settings(dsn: str, smtp_port: int | None = None, **overrides: Any) -> S
         },
         "cookie": {"secure": False},
     }
-    return load_settings(None, _deep(base, overrides), environ=False)
+    return load_settings(None, deep_merge(base, overrides), environ=False)
 
 
-def _deep(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 class Service:

@@ -240,7 +240,32 @@ def test_environ_false_ignores_the_environment(monkeypatch):
 
 
 def test_asymmetric_keys_need_no_secret(tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    pem = tmp_path / "k.pem"
+    pem.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ))
     settings = load_settings(None, {
-        "jwt": {"keys": [{"kid": "a", "algorithm": "ES256", "public_key_file": "k.pem"}]}
+        "jwt": {"keys": [{"kid": "a", "algorithm": "ES256", "private_key_file": str(pem)}]}
     }, environ=False)
     assert settings.secret is None
+
+
+def test_keys_that_cannot_sign_or_are_missing_are_refused_in_one_line(tmp_path):
+    (tmp_path / "pub.pem").write_text("not read yet")
+    public_only = {"kid": "a", "algorithm": "ES256", "public_key_file": str(tmp_path / "pub.pem")}
+    with pytest.raises(ConfigError) as refused:
+        load_settings(None, {"jwt": {"keys": [public_only]}}, environ=False)
+    assert str(refused.value).startswith("setting jwt.keys:")
+    missing = {"kid": "b", "algorithm": "ES256", "private_key_file": str(tmp_path / "no.pem")}
+    with pytest.raises(ConfigError) as refused:
+        load_settings(None, {"jwt": {"keys": [missing]}}, environ=False)
+    assert "jwt.keys.0" in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_a_wildcard_cors_origin_is_refused():
+    with pytest.raises(ConfigError, match=r"http\.cors_origins"):
+        load_settings(None, {"secret": "s" * 40, "http": {"cors_origins": ["*"]}}, environ=False)

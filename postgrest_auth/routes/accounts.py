@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, EmailStr, Field, field_validator, model_validator
+from pydantic import BaseModel, EmailStr, field_validator, model_validator
 
 from ..client import client_address
 from ..errors import ApiError, field_error, invalid, unauthorized
-from ..forms import body
+from ..forms import Text, body
 from ..services import Services, ServicesDep
 from ..sessions import start_session, token_body
 from ..store import Row
-from ..tokens import RESET, InvalidToken
+from ..tokens import RESET, InvalidToken, email_fingerprint
 from ..validation import password_problems, refuse_if, username_problems
 from .credentials import verify_password_login
 
 router = APIRouter(tags=["accounts"])
-
-Text = Annotated[str, Field(min_length=1, max_length=1024)]
-
 
 def _blank_is_none(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip() else value
@@ -94,6 +92,9 @@ async def sign_up(
                 )
     except (asyncpg.UniqueViolationError, asyncpg.DuplicateObjectError) as exc:
         raise _taken(exc) from None
+    except asyncpg.ReservedNameError:  # compat mode: "public", "none", "pg_…" cannot be roles
+        raise ApiError(409, "username_taken", "That username is not available",
+                       [field_error("username", "is not available")]) from None
     except asyncpg.StringDataRightTruncationError:  # a usernames.pattern wider than the column
         raise invalid([field_error("username", "is longer than the users table allows")]) from None
     return token_body(services, response, user, session_id, session_token)
@@ -106,10 +107,14 @@ async def _user_proving_reset(services: Services, form: ChangePassword) -> Row:
         raise unauthorized("invalid_reset_token", f"The reset token is refused: {exc}") from None
     async with services.pool.acquire() as conn:
         user = await services.store.user_by_username(conn, form.username)
-    if user is None or str(user["id"]) != claims.get("sub") or (
-        user["token_count"] != claims["count"]
+    if (
+        user is None
+        or str(user["id"]) != claims.get("sub")
+        or user["token_count"] != claims["count"]
+        or not hmac.compare_digest(str(claims.get("eml", "")), email_fingerprint(user["email"]))
     ):
-        # Used already (the count moved on), or made for another account.
+        # Used already (the count moved on), made for another account, or mailed to an
+        # address the account no longer has.
         raise unauthorized("invalid_reset_token", "The reset token is no longer valid")
     return user
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from pydantic import BaseModel, EmailStr, Field
 
 from ..client import client_address
 from ..forms import body
 from ..services import ServicesDep
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["recovery"])
 
@@ -29,29 +33,45 @@ def reset_link(template: str | None, token: str, username: str) -> str:
     return template.replace("{token}", token).replace("{username}", username)
 
 
+async def _quietly(work: Callable[[], Awaitable[None]], what: str) -> None:
+    """Run after the answer has gone out; a failure is logged, never shown to anyone."""
+    try:
+        await work()
+    except Exception as exc:
+        log.warning("%s after the response failed: %s", what, type(exc).__name__)
+
+
 @router.post("/forgot_password", summary="Mail a one-time reset token (valid one hour)")
 async def forgot_password(
     services: ServicesDep,
     request: Request,
+    background: BackgroundTasks,
     form: Annotated[ForgotPassword, Depends(body(ForgotPassword))],
 ) -> dict[str, str]:
+    """The lookup and the mail happen after the answer, so a known and an unknown account take
+    the same time to answer; the request changes nothing, so there is nothing to roll back."""
     settings = services.settings
     async with services.pool.acquire() as conn:
         await services.limiter.hit_address(
             conn, "recovery", client_address(request, settings.http)
         )
         await services.limiter.hit_account(conn, "forgot_password", form.username)
-        async with conn.transaction():
+
+    async def send() -> None:
+        async with services.pool.acquire() as conn, conn.transaction():
             user = await services.store.user_by_username(conn, form.username)
-            if user is not None and user["email"]:
-                token = services.tokens.reset_token(dict(user))
-                await services.outbox.enqueue(
-                    conn, "reset_password", user["email"],
-                    username=user["username"],
-                    reset_link=reset_link(settings.email.reset_url, token, user["username"]),
-                    reset_token=token,
-                    reset_minutes=str(settings.email.reset_token_exp // 60),
-                )
+            if user is None or not user["email"]:
+                return
+            token = services.tokens.reset_token(dict(user))
+            await services.outbox.enqueue(
+                conn, "reset_password", user["email"],
+                username=user["username"],
+                reset_link=reset_link(settings.email.reset_url, token, user["username"]),
+                reset_token=token,
+                reset_minutes=str(settings.email.reset_token_exp // 60),
+            )
+
+    background.add_task(_quietly, send, "forgot_password")
     return {"message": "Password reset email sent"}
 
 
@@ -59,17 +79,23 @@ async def forgot_password(
 async def forgot_username(
     services: ServicesDep,
     request: Request,
+    background: BackgroundTasks,
     form: Annotated[ForgotUsername, Depends(body(ForgotUsername))],
 ) -> dict[str, str]:
+    """Answered before the lookup, as forgot_password is."""
     async with services.pool.acquire() as conn:
         await services.limiter.hit_address(
             conn, "recovery", client_address(request, services.settings.http)
         )
         await services.limiter.hit_account(conn, "forgot_username", form.email)
-        async with conn.transaction():
+
+    async def send() -> None:
+        async with services.pool.acquire() as conn, conn.transaction():
             user = await services.store.user_by_email(conn, form.email)
             if user is not None:
                 await services.outbox.enqueue(
                     conn, "forgot_username", user["email"], username=user["username"]
                 )
+
+    background.add_task(_quietly, send, "forgot_username")
     return {"message": "Username Email sent"}

@@ -5,22 +5,19 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
-from ..caller import CallerDep, bearer_token
+from ..caller import CallerDep, bearer_token, verified_access_claims
 from ..errors import unauthorized
-from ..forms import body
+from ..forms import Text, body
 from ..services import Services, ServicesDep
 from ..session_tokens import hash_session_token
 from ..sessions import clear_session_cookie, session_cookie, start_session, token_body
 from ..store import Row
-from ..tokens import ACCESS, InvalidToken, is_node_token
+from ..tokens import is_node_token
 from .credentials import verify_password_login
 
 router = APIRouter(tags=["tokens"])
-
-Text = Annotated[str, Field(min_length=1, max_length=1024)]
-
 
 class Login(BaseModel):
     username: Text
@@ -63,12 +60,7 @@ async def login(
 
 
 async def _refresh_by_access_token(services: Services, token: str) -> Row:
-    try:
-        claims = services.tokens.decode(token, ACCESS)
-    except InvalidToken as exc:
-        raise unauthorized(
-            "invalid_token", f"Bearer token refused: {exc}", "invalid_token"
-        ) from None
+    claims = verified_access_claims(services, token)
     async with services.pool.acquire() as conn:
         if is_node_token(claims):  # minted by the Node original: trade it for one of ours
             user = await services.store.user_by_username(conn, claims["aud"])
@@ -132,8 +124,9 @@ async def logout(
     user_id = caller.user["id"]
     async with services.pool.acquire() as conn, conn.transaction():
         if form.scope == "global":
-            await services.store.revoke_sessions(conn, user_id)
+            # The user row first, then the sessions: the order change_password locks them in.
             await services.store.bump_token_count(conn, user_id)  # sessionless tokens die too
+            await services.store.revoke_sessions(conn, user_id)
         elif caller.session_id is None or not await services.store.revoke_session(
             conn, user_id, caller.session_id
         ):

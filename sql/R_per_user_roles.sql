@@ -1,0 +1,32 @@
+-- # A role per user (compat mode, `roles.per_user: true`)
+--
+-- Repeatable. The Node original made a role per user but never granted it to the authenticator,
+-- so PostgREST answered `permission denied to set role`. Adopting its database grants them here
+-- (and creates any that are missing); new users get theirs at signup. A role that is more than a
+-- plain NOLOGIN role (a superuser, a login role, one of the three configured roles) is never
+-- touched: a user named after it must not borrow its powers.
+
+do $$
+declare
+  name text;
+begin
+  if not {{per_user_literal}} then
+    return;
+  end if;
+  for name in select u.username_lowercase from {{schema}}.{{table}} u loop
+    if name in ({{anon_role_literal}}, {{user_role_literal}}, {{authenticator_literal}}) then
+      continue;
+    end if;
+    if not exists (select from pg_catalog.pg_roles r where r.rolname = name) then
+      execute format('create role %I nologin', name);
+    elsif exists (select from pg_catalog.pg_roles r where r.rolname = name
+                  and (r.rolsuper or r.rolcanlogin or r.rolcreaterole or r.rolcreatedb
+                       or r.rolreplication or r.rolbypassrls)) then
+      raise warning 'postgrest-auth: role % is not a plain user role; not granted', name;
+      continue;
+    end if;
+    execute format('grant %I, %I to %I', {{user_role_literal}}, {{anon_role_literal}}, name);
+    execute format('grant %I to %I', name, {{authenticator_literal}});
+  end loop;
+end
+$$;
