@@ -101,7 +101,17 @@ class Stack:
     auth_url: str
     rest_checked: str  # db-pre-request = auth.check_token_count
     rest_plain: str  # no pre-request
+    rest_empty: str  # db-pre-request = an empty function: what PostgREST's extra call costs
     bcrypt_rounds: int
+
+
+EMPTY_PRE_REQUEST = """
+create schema if not exists bench;
+grant usage on schema bench to public;
+create or replace function bench.empty_pre_request() returns void
+  language plpgsql stable as 'begin end';
+grant execute on function bench.empty_pre_request() to public;
+"""
 
 
 @contextmanager
@@ -174,11 +184,12 @@ def running_stack(bcrypt_rounds: int = 10) -> Iterator[Stack]:
         )  # it applies the migrations as it starts
         run_sql(dsn, f"alter role authenticator login password '{AUTHENTICATOR_PASSWORD}'")
         run_sql(dsn, (ROOT / "examples" / "todos.sql").read_text())
+        run_sql(dsn, EMPTY_PRE_REQUEST)
         urls = []
-        for pre_request in ("auth.check_token_count", None):
+        for pre_request in ("auth.check_token_count", None, "bench.empty_pre_request"):
             port = free_port()
             url = f"http://127.0.0.1:{port}"
             env = postgrest_env(dsn, config["secret"], port, pre_request)
             stack.enter_context(process([postgrest_binary()], env, url + "/", "PostgREST"))
             urls.append(url)
-        yield Stack(dsn, auth_url, urls[0], urls[1], bcrypt_rounds)
+        yield Stack(dsn, auth_url, urls[0], urls[1], urls[2], bcrypt_rounds)

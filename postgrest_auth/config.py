@@ -125,6 +125,9 @@ class Usernames(Section):
 
 class Sessions(Section):
     lifetime: int = Field(2592000, ge=60, description="seconds a session lives after a refresh")
+    timebox: int = Field(
+        0, ge=0, description="seconds a session may live in all, however often refreshed; 0: no cap"
+    )
     cleanup_interval: float = Field(3600.0, gt=0)
 
 

@@ -24,6 +24,7 @@ class Store:
         self.rate_limits = f"{schema}.rate_limits"
         self.roles = settings.roles
         self.session_lifetime = settings.sessions.lifetime
+        self.session_timebox = settings.sessions.timebox
 
     # -- users ---------------------------------------------------------------------------------
 
@@ -126,14 +127,23 @@ class Store:
     ) -> Row:
         return await conn.fetchrow(
             f"insert into {self.sessions} (user_id, token_hash, expires_at, user_agent, address)"
-            " values ($1, $2, now() + make_interval(secs => $3), $4, $5::inet)"
+            f" values ($1, $2, {self._session_end('now()')}, $3, $4::inet)"
             " returning id::text, expires_at",
             user_id,
             token_hash,
-            self.session_lifetime,
             user_agent,
             address,
         )
+
+    def _session_end(self, created_at: str) -> str:
+        """When a session refreshed now would end: a lifetime from now, within its timebox.
+
+        Both numbers are validated integers from the configuration, written into the SQL.
+        """
+        end = f"now() + make_interval(secs => {self.session_lifetime})"
+        if self.session_timebox:
+            end = f"least({end}, {created_at} + make_interval(secs => {self.session_timebox}))"
+        return end
 
     def _refresh_sql(self, session_filter: str) -> str:
         """Find a live session and its user, and push its expiry forward, in one statement.
@@ -143,11 +153,11 @@ class Store:
         """
         user_columns = ", ".join("u." + c for c in USER_COLUMNS.split(", "))
         return (
-            f"with s as (select id, user_id, expires_at from {self.sessions}"
+            f"with s as (select id, user_id, created_at, expires_at from {self.sessions}"
             f" where {session_filter} and revoked_at is null and expires_at > now()),"
             f" pushed as (update {self.sessions} t set refreshed_at = now(),"
-            " expires_at = now() + make_interval(secs => $2) from s where t.id = s.id"
-            " and s.expires_at < now() + make_interval(secs => $2 - 60)"
+            f" expires_at = {self._session_end('s.created_at')} from s where t.id = s.id"
+            f" and s.expires_at < {self._session_end('s.created_at')} - interval '60 seconds'"
             " returning t.id, t.expires_at)"
             f" select {user_columns}, s.id::text as session_id,"
             " coalesce(p.expires_at, s.expires_at) as expires_at"
@@ -158,7 +168,7 @@ class Store:
     async def refresh_session_by_token(self, conn: Connection, token_hash: bytes) -> Row | None:
         """Extend a live session found by its opaque token; the user and the session in one trip."""
         return await conn.fetchrow(
-            self._refresh_sql("token_hash = $1"), token_hash, self.session_lifetime
+            self._refresh_sql("token_hash = $1"), token_hash
         )
 
     async def refresh_session_by_claims(
@@ -174,11 +184,10 @@ class Store:
             )
         return await conn.fetchrow(
             self._refresh_sql(
-                f"id = $1::uuid and user_id = $3 and $4 = (select token_count from {self.users}"
-                " where id = $3)"
+                f"id = $1::uuid and user_id = $2 and $3 = (select token_count from {self.users}"
+                " where id = $2)"
             ),
             session_id,
-            self.session_lifetime,
             user_id,
             token_count,
         )
