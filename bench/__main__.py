@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 from . import logins, mail_latency, postgrest, refresh
@@ -44,7 +45,9 @@ def main() -> None:
     started = time.monotonic()
     print(f"load generator: {generator()}", flush=True)
     with running_stack(args.bcrypt_rounds) as stack:
-        print(f"stack up in {time.monotonic() - started:.1f} s", flush=True)
+        workers = os.cpu_count() or 1
+        print(f"stack up in {time.monotonic() - started:.1f} s ({workers} service workers)",
+              flush=True)
         for name in names:
             rounds = args.rounds or (4 if name == "postgrest" else 2)
             BENCHMARKS[name](stack, args.seconds, rounds)

@@ -138,6 +138,7 @@ def service_config(dsn: str, port: int, bcrypt_rounds: int) -> dict[str, Any]:
         "email": {"backend": "console"},
         "passwords": {"bcrypt_rounds": bcrypt_rounds},
         "rate_limit": {"enabled": False},
+        "workers": os.cpu_count() or 1,  # as a production deployment would run it
     }
 
 

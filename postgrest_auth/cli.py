@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     parser.add_argument("-S", "--secret", help="secret (prefer the file or the environment)")
     parser.add_argument("-p", "--port", type=int, help="port to listen on")
     parser.add_argument("--host", help="address to listen on")
+    parser.add_argument("-w", "--workers", type=int, help="worker processes (default 1)")
     parser.add_argument(
         "--dev",
         action="store_true",
@@ -50,6 +53,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         "secret": args.secret,
         "port": args.port,
         "host": args.host,
+        "workers": args.workers,
         "db": {"connection_string": args.connection, "schema": args.schema, "table": args.table},
         "payload": {"exp": args.expire, "iss": args.issuer},
     }
@@ -111,22 +115,44 @@ async def _mail(settings: Settings, action: str) -> None:
     await _with_connection(settings, work)
 
 
-def serve(settings: Settings, dev_banner: str | None) -> None:
+# How `serve` hands its configuration to worker processes, which uvicorn starts afresh.
+WORKER_ARGS = "_POSTGREST_AUTH_WORKER_ARGS"
+
+
+def worker_app() -> Any:
+    """The app of one worker process: the same configuration as the parent, read again."""
+    from .app import create_app
+
+    args = json.loads(os.environ[WORKER_ARGS])
+    config = Path(args["config"]) if args["config"] else None
+    return create_app(load_settings(config, args["overrides"]), migrate_on_start=False)
+
+
+def serve(
+    settings: Settings, config: Path | None, overrides: dict[str, Any], banner: str | None
+) -> None:
+    """Serve, migrations already applied. Several workers each read the configuration again."""
     import uvicorn
 
     from .app import create_app
 
-    if settings.db.auto_migrate:
-        asyncio.run(_migrate(settings))
-    if dev_banner:
-        print(dev_banner, flush=True)
+    if banner:
+        print(banner, flush=True)
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "proxy_headers": False,  # client addresses come from http.client_address_header
+        "server_header": False,
+    }
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings, migrate_on_start=False), **options)
+        return
+    os.environ[WORKER_ARGS] = json.dumps(
+        {"config": str(config) if config else None, "overrides": overrides}
+    )
     uvicorn.run(
-        create_app(settings, migrate_on_start=False),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        proxy_headers=False,  # client addresses come from http.client_address_header
-        server_header=False,
+        "postgrest_auth.cli:worker_app", factory=True, workers=settings.workers, **options
     )
 
 
@@ -135,14 +161,14 @@ def main(argv: list[str] | None = None) -> None:
     command = args_list.pop(0) if args_list and args_list[0] in COMMANDS else "serve"
     args = build_parser(command).parse_args(args_list)
     dev = None
+    overrides = overrides_from(args)
     try:
         if args.dev:
             from .dev import DevEnvironment
 
             dev = DevEnvironment(Path(".postgrest-auth"))
-            settings = dev.settings(args.config, overrides_from(args))
-        else:
-            settings = load_settings(args.config, overrides_from(args))
+            overrides = dev.overrides(overrides)
+        settings = load_settings(args.config, overrides)
     except ConfigError as exc:
         fail(str(exc))
     logging.basicConfig(
@@ -156,12 +182,10 @@ def main(argv: list[str] | None = None) -> None:
     elif command == "mail":
         asyncio.run(_mail(settings, args.action))
     else:
-        if dev is not None:
+        if settings.db.auto_migrate or dev is not None:
             asyncio.run(_migrate(settings))
-            banner = asyncio.run(dev.prepare_postgrest(settings))
-        else:
-            banner = None
-        serve(settings, banner)
+        banner = asyncio.run(dev.prepare_postgrest(settings)) if dev is not None else None
+        serve(settings, args.config, overrides, banner)
 
 
 if __name__ == "__main__":

@@ -182,6 +182,7 @@ class Settings(BaseSettings):
     app_name: str = "postgrest-auth"
     host: str = "127.0.0.1"
     port: int = Field(3001, ge=0, le=65535)
+    workers: int = Field(1, ge=1, description="processes serving requests; mail and sweeping too")
     prefix: str = Field("/auth", pattern=r"^(/[A-Za-z0-9_\-.]+)*$")
     secret: SecretStr | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from .config import ConfigError, Settings, deep_merge, load_settings
+from .config import ConfigError, Settings, deep_merge
 from .sqltext import quote_ident, quote_literal
 
 
@@ -27,7 +27,8 @@ class DevEnvironment:
     def __init__(self, directory: Path) -> None:
         self.directory = directory.resolve()
 
-    def settings(self, config_file: Path | None, overrides: dict[str, Any]) -> Settings:
+    def overrides(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        """Start the embedded PostgreSQL; the settings that point at it, under `overrides`."""
         warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
         logging.getLogger("pgserver").setLevel(logging.WARNING)  # its every command at INFO
         try:
@@ -45,7 +46,7 @@ class DevEnvironment:
             "email": {"backend": "console"},
             "cookie": {"secure": False},
         }
-        return load_settings(config_file, deep_merge(dev_values, overrides))
+        return deep_merge(dev_values, overrides)
 
     async def prepare_postgrest(self, settings: Settings) -> str:
         """Give the authenticator a login for PostgREST and describe how to start it."""
