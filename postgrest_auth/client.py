@@ -20,13 +20,13 @@ def client_address(request: Request, settings: Http) -> str | None:
     """
     peer = _normalized(request.client.host if request.client else None)
     header = settings.client_address_header
-    if not header or peer not in settings.trusted_proxies:
+    if not header or not settings.is_trusted_proxy(peer):
         return peer
     for hop in reversed(request.headers.get(header, "").split(",")):
         address = _normalized(hop.strip())
         if address is None:
             break
-        if address not in settings.trusted_proxies:
+        if not settings.is_trusted_proxy(address):
             return address
     return peer
 

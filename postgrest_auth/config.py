@@ -6,6 +6,7 @@ file is read as JSON5). Every key is validated; a wrong one stops start-up with 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from contextvars import ContextVar
@@ -166,7 +167,26 @@ class Http(Section):
     client_address_header: str | None = Field(
         None, description="e.g. X-Real-IP; trusted only from trusted_proxies"
     )
-    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
+    trusted_proxies: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"], description="addresses or networks (CIDR)"
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an address or a network") from None
+        return value
+
+    def is_trusted_proxy(self, address: str | None) -> bool:
+        if address is None:
+            return False
+        ip = ipaddress.ip_address(address)
+        networks = (ipaddress.ip_network(entry, strict=False) for entry in self.trusted_proxies)
+        return any(ip in network for network in networks)
 
 
 class Settings(BaseSettings):
