@@ -6,7 +6,7 @@ import argparse
 import os
 import time
 
-from . import logins, mail_latency, postgrest, refresh
+from . import logins, mail_latency, postgrest, recovery_timing, refresh
 from .load import generator
 from .stack import running_stack
 
@@ -15,6 +15,7 @@ BENCHMARKS = {
     "logins": logins.run,
     "refresh": refresh.run,
     "mail": mail_latency.run,
+    "recovery": recovery_timing.run,
 }
 
 

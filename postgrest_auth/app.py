@@ -21,7 +21,7 @@ from .migrate import migrate
 from .passwords import PasswordHasher
 from .ratelimit import RateLimiter
 from .routes import accounts, meta, recovery, sessions, tokens
-from .services import Services
+from .services import Afterwards, Services
 from .store import Store
 from .tokens import TokenIssuer
 
@@ -80,6 +80,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
             tokens=TokenIssuer(settings),
             outbox=Outbox(settings, store, MailTemplates(settings.email.templates_dir)),
             limiter=RateLimiter(settings.rate_limit, store),
+            afterwards=Afterwards(),
         )
         app.state.services = services
         worker = MailWorker(settings, pool, store, make_sender(settings.email))
@@ -88,6 +89,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
         try:
             yield
         finally:
+            await services.afterwards.drain(seconds=10)
             janitor.cancel()
             await worker.stop()
             with contextlib.suppress(asyncio.CancelledError):

@@ -156,6 +156,12 @@ class RateLimits(Section):
 class Http(Section):
     max_body_bytes: int = Field(65536, ge=1024)
     cors_origins: list[str] = Field(default_factory=list)
+    client_address_header: str | None = Field(
+        None, description="e.g. X-Real-IP; trusted only from trusted_proxies"
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"], description="addresses or networks (CIDR)"
+    )
 
     @field_validator("cors_origins")
     @classmethod
@@ -164,12 +170,6 @@ class Http(Section):
         if "*" in value:
             raise ValueError('"*" is refused with credentials; list the frontend origins')
         return value
-    client_address_header: str | None = Field(
-        None, description="e.g. X-Real-IP; trusted only from trusted_proxies"
-    )
-    trusted_proxies: list[str] = Field(
-        default_factory=lambda: ["127.0.0.1", "::1"], description="addresses or networks (CIDR)"
-    )
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -15,6 +18,33 @@ from .ratelimit import RateLimiter
 from .store import Store
 from .tokens import TokenIssuer
 
+log = logging.getLogger(__name__)
+
+
+class Afterwards:
+    """Work that must not make an answer slower or faster: it runs detached, after the answer
+    has gone out, so not even the next request on the same keep-alive connection waits for it.
+    Failures are logged, never shown; shutdown waits for what is under way."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def detach(self, work: Callable[[], Awaitable[None]], what: str) -> None:
+        task = asyncio.create_task(self._quietly(work, what), name=what)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, seconds: float) -> None:
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=seconds)
+
+    @staticmethod
+    async def _quietly(work: Callable[[], Awaitable[None]], what: str) -> None:
+        try:
+            await work()
+        except Exception as exc:
+            log.warning("%s, after its answer, failed: %s", what, type(exc).__name__)
+
 
 @dataclass
 class Services:
@@ -25,6 +55,7 @@ class Services:
     tokens: TokenIssuer
     outbox: Outbox
     limiter: RateLimiter
+    afterwards: Afterwards
 
 
 async def get_services(request: Request) -> Services:

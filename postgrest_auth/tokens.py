@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+)
 from jwt.algorithms import get_default_algorithms
 
 from .config import Settings
@@ -57,6 +63,12 @@ class TokenIssuer:
         self.keys = _load_keys(settings)
         self.signer = next(k for k in self.keys if k.signing is not None)
         self.algorithms = sorted({k.algorithm for k in self.keys})
+        material = self.signer.signing
+        if not isinstance(material, str):  # a private key: its own bytes are the secret part
+            material = material.private_bytes(
+                Encoding.DER, PrivateFormat.PKCS8, NoEncryption()
+            ).hex()
+        self._binding_key = hashlib.sha256(b"postgrest-auth/email:" + material.encode()).digest()
 
     def access_claims(
         self, user: dict[str, Any], session_id: str | None, lifetime: int | None = None
@@ -101,10 +113,15 @@ class TokenIssuer:
                 "jti": str(uuid.uuid4()),
                 "sub": str(user["id"]),
                 "count": user["token_count"],
-                "eml": email_fingerprint(user["email"]),
+                "eml": self.email_fingerprint(user["email"]),
                 "typ": RESET,
             }
         )
+
+    def email_fingerprint(self, email: str | None) -> str:
+        """Binds a reset token to the address it was mailed to. Keyed, so the readable token
+        does not let anyone test guesses of the address against it."""
+        return hmac.new(self._binding_key, (email or "").encode(), hashlib.sha256).hexdigest()[:32]
 
     def sign(self, claims: dict[str, Any]) -> str:
         headers = {"kid": self.signer.kid} if self.signer.kid else None
@@ -153,8 +170,3 @@ class TokenIssuer:
 def is_node_token(claims: dict[str, Any]) -> bool:
     """The Node original put `sub: "access"` and the username in `aud`."""
     return claims.get("sub") == "access" and isinstance(claims.get("aud"), str)
-
-
-def email_fingerprint(email: str | None) -> str:
-    """A short digest of an address: binds a reset token to it without putting it in the token."""
-    return hashlib.sha256((email or "").encode()).hexdigest()[:24]

@@ -15,7 +15,7 @@ from ..forms import Text, body
 from ..services import Services, ServicesDep
 from ..sessions import start_session, token_body
 from ..store import Row
-from ..tokens import RESET, InvalidToken, email_fingerprint
+from ..tokens import RESET, InvalidToken
 from ..validation import password_problems, refuse_if, username_problems
 from .credentials import verify_password_login
 
@@ -111,7 +111,9 @@ async def _user_proving_reset(services: Services, form: ChangePassword) -> Row:
         user is None
         or str(user["id"]) != claims.get("sub")
         or user["token_count"] != claims["count"]
-        or not hmac.compare_digest(str(claims.get("eml", "")), email_fingerprint(user["email"]))
+        or not hmac.compare_digest(
+            str(claims.get("eml", "")), services.tokens.email_fingerprint(user["email"])
+        )
     ):
         # Used already (the count moved on), made for another account, or mailed to an
         # address the account no longer has.

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Request
@@ -12,8 +10,6 @@ from pydantic import BaseModel, EmailStr, Field
 from ..client import client_address
 from ..forms import body
 from ..services import ServicesDep
-
-log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["recovery"])
 
@@ -31,14 +27,6 @@ def reset_link(template: str | None, token: str, username: str) -> str:
     if not template:
         return token
     return template.replace("{token}", token).replace("{username}", username)
-
-
-async def _quietly(work: Callable[[], Awaitable[None]], what: str) -> None:
-    """Run after the answer has gone out; a failure is logged, never shown to anyone."""
-    try:
-        await work()
-    except Exception as exc:
-        log.warning("%s after the response failed: %s", what, type(exc).__name__)
 
 
 @router.post("/forgot_password", summary="Mail a one-time reset token (valid one hour)")
@@ -71,7 +59,7 @@ async def forgot_password(
                 reset_minutes=str(settings.email.reset_token_exp // 60),
             )
 
-    background.add_task(_quietly, send, "forgot_password")
+    background.add_task(services.afterwards.detach, send, "forgot_password")
     return {"message": "Password reset email sent"}
 
 
@@ -97,5 +85,5 @@ async def forgot_username(
                     conn, "forgot_username", user["email"], username=user["username"]
                 )
 
-    background.add_task(_quietly, send, "forgot_username")
+    background.add_task(services.afterwards.detach, send, "forgot_username")
     return {"message": "Username Email sent"}
