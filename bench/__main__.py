@@ -47,8 +47,10 @@ def main() -> None:
     print(f"load generator: {generator()}", flush=True)
     with running_stack(args.bcrypt_rounds) as stack:
         workers = os.cpu_count() or 1
-        print(f"stack up in {time.monotonic() - started:.1f} s ({workers} service workers)",
-              flush=True)
+        print(
+            f"stack up in {time.monotonic() - started:.1f} s ({workers} service workers)",
+            flush=True,
+        )
         for name in names:
             rounds = args.rounds or (4 if name == "postgrest" else 2)
             BENCHMARKS[name](stack, args.seconds, rounds)

@@ -116,12 +116,15 @@ def measure(dsn: str, count: int = 50) -> dict[str, float]:
             config_file = Path(workdir) / "postgrest-auth.json"
             config_file.write_text(json.dumps(_config(dsn, port, smtp_port)))
             url = f"http://127.0.0.1:{port}/auth"
-            with process(
-                [sys.executable, "-m", "postgrest_auth", "--config", str(config_file)],
-                {**os.environ, "PYTHONPATH": str(ROOT)},
-                url + "/health",
-                "the service",
-            ), httpx.Client(base_url=url, timeout=30) as http:
+            with (
+                process(
+                    [sys.executable, "-m", "postgrest_auth", "--config", str(config_file)],
+                    {**os.environ, "PYTHONPATH": str(ROOT)},
+                    url + "/health",
+                    "the service",
+                ),
+                httpx.Client(base_url=url, timeout=30) as http,
+            ):
                 user = {"username": "latency", "password": "latency-bench-pw", "email": ADDRESS}
                 response = http.post("/users", json=user)
                 response.raise_for_status()
@@ -154,13 +157,20 @@ def measure(dsn: str, count: int = 50) -> dict[str, float]:
 
 def report(result: dict[str, float]) -> None:
     print(f"mail latency, {int(result['count'])} sequential forgot_password, idle worker on NOTIFY")
-    print(f"  response returned -> SMTP accepted: median {_ms(result['median'])}"
-          f"  p90 {_ms(result['p90'])}  p99 {_ms(result['p99'])}"
-          f"  min {_ms(result['min'])}  max {_ms(result['max'])}")
-    print(f"  request sent      -> SMTP accepted: median {_ms(result['request_median'])}"
-          f"  p99 {_ms(result['request_p99'])}")
-    print(f"  floor: one direct aiosmtplib send, median {_ms(result['floor'])};"
-          f" median latency / floor = {result['median'] / result['floor']:.1f}x", flush=True)
+    print(
+        f"  response returned -> SMTP accepted: median {_ms(result['median'])}"
+        f"  p90 {_ms(result['p90'])}  p99 {_ms(result['p99'])}"
+        f"  min {_ms(result['min'])}  max {_ms(result['max'])}"
+    )
+    print(
+        f"  request sent      -> SMTP accepted: median {_ms(result['request_median'])}"
+        f"  p99 {_ms(result['request_p99'])}"
+    )
+    print(
+        f"  floor: one direct aiosmtplib send, median {_ms(result['floor'])};"
+        f" median latency / floor = {result['median'] / result['floor']:.1f}x",
+        flush=True,
+    )
 
 
 def run(stack: Any, seconds: int, rounds: int) -> None:

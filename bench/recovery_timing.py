@@ -72,12 +72,18 @@ def run(stack: Stack, seconds: float, rounds: int) -> float:
     after = {name: [b for _, b in values] for name, values in found.items()}
     ratio = median(answer[KNOWN]) / median(answer[UNKNOWN])
     after_ratio = median(after[KNOWN]) / median(after[UNKNOWN])
-    print(f"Forgotten-password answers, sequential, {len(answer[KNOWN])} known and "
-          f"{len(answer[UNKNOWN])} unknown usernames")
-    print(f"  known: {_ms(answer[KNOWN])}   unknown: {_ms(answer[UNKNOWN])}   "
-          f"(rounds {'  '.join(per_round)} ms)")
+    print(
+        f"Forgotten-password answers, sequential, {len(answer[KNOWN])} known and "
+        f"{len(answer[UNKNOWN])} unknown usernames"
+    )
+    print(
+        f"  known: {_ms(answer[KNOWN])}   unknown: {_ms(answer[UNKNOWN])}   "
+        f"(rounds {'  '.join(per_round)} ms)"
+    )
     print(f"  ratio {ratio:.2f}   (target 1.00 ± 0.05: the lookup runs after the answer)")
-    print(f"  the next request on the connection: after known {_ms(after[KNOWN])}, after "
-          f"unknown {_ms(after[UNKNOWN])}, ratio {after_ratio:.2f}   (the work after the answer)",
-          flush=True)
+    print(
+        f"  the next request on the connection: after known {_ms(after[KNOWN])}, after "
+        f"unknown {_ms(after[UNKNOWN])}, ratio {after_ratio:.2f}   (the work after the answer)",
+        flush=True,
+    )
     return ratio

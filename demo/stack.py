@@ -99,8 +99,6 @@ def _tail(path: Path, size: int = 3000) -> str:
         return ""
 
 
-
-
 class Process:
     """One server in its own process group, its output in a log file."""
 

@@ -43,8 +43,9 @@ async def find_caller(services: Services, request: Request) -> Caller | None:
     if token is not None:
         claims = verified_access_claims(services, token)
         if not str(claims.get("sub", "")).isdigit():
-            raise unauthorized("invalid_token", "Sign in again to get a current token",
-                               "invalid_token")
+            raise unauthorized(
+                "invalid_token", "Sign in again to get a current token", "invalid_token"
+            )
         async with services.pool.acquire() as conn:
             user = await services.store.live_session(
                 conn, int(claims["sub"]), claims["count"], claims.get("sid")

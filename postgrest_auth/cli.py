@@ -91,8 +91,10 @@ async def _migrate(settings: Settings) -> list[str]:
         except MigrationError as exc:
             fail(str(exc))
         except asyncpg.InsufficientPrivilegeError as exc:
-            fail(f"db.connection: the database user may not do this ({exc}); connect as the "
-                 "schema owner with CREATEROLE, or run `postgrest-auth sql` as a superuser")
+            fail(
+                f"db.connection: the database user may not do this ({exc}); connect as the "
+                "schema owner with CREATEROLE, or run `postgrest-auth sql` as a superuser"
+            )
         return []
 
     return await _with_connection(settings, work)
@@ -151,9 +153,7 @@ def serve(
     os.environ[WORKER_ARGS] = json.dumps(
         {"config": str(config) if config else None, "overrides": overrides}
     )
-    uvicorn.run(
-        "postgrest_auth.cli:worker_app", factory=True, workers=settings.workers, **options
-    )
+    uvicorn.run("postgrest_auth.cli:worker_app", factory=True, workers=settings.workers, **options)
 
 
 def main(argv: list[str] | None = None) -> None:

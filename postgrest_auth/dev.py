@@ -67,7 +67,7 @@ class DevEnvironment:
                 "",
                 "Try it:",
                 f"  curl -s {base}/users -H 'Content-Type: application/json' \\",
-                "       -d '{\"username\": \"alice\", \"password\": \"correct horse battery\"}'",
+                '       -d \'{"username": "alice", "password": "correct horse battery"}\'',
                 "",
                 "PostgREST settings that go with it (postgrest.conf):",
                 f'  db-uri = "postgres://{authenticator}:{password}@/postgres?host={socket_dir}"',
@@ -83,5 +83,3 @@ class DevEnvironment:
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
-
-

@@ -39,9 +39,7 @@ async def read_fields(request: Request) -> dict[str, Any]:
             return dict(parse_qsl(raw.decode(), keep_blank_values=True, strict_parsing=False))
         except UnicodeDecodeError:
             raise ApiError(400, "invalid_form", "The form is not valid UTF-8") from None
-    raise ApiError(
-        415, "unsupported_media_type", f"Send the body as {JSON} or {FORM}"
-    )
+    raise ApiError(415, "unsupported_media_type", f"Send the body as {JSON} or {FORM}")
 
 
 def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:

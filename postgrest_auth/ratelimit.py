@@ -22,8 +22,9 @@ class RateLimiter:
         than lumped with every other client into one bucket anyone could fill.
         """
         if address is not None:
-            await self._hit(conn, f"address:{action}:{address_bucket(address)}",
-                            self.settings.per_address)
+            await self._hit(
+                conn, f"address:{action}:{address_bucket(address)}", self.settings.per_address
+            )
 
     async def hit_account(self, conn: Connection, action: str, account: str) -> None:
         """Count an attempt against one account before doing the work, so parallel guesses

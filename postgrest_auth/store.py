@@ -167,9 +167,7 @@ class Store:
 
     async def refresh_session_by_token(self, conn: Connection, token_hash: bytes) -> Row | None:
         """Extend a live session found by its opaque token; the user and the session in one trip."""
-        return await conn.fetchrow(
-            self._refresh_sql("token_hash = $1"), token_hash
-        )
+        return await conn.fetchrow(self._refresh_sql("token_hash = $1"), token_hash)
 
     async def refresh_session_by_claims(
         self, conn: Connection, user_id: int, token_count: int, session_id: str | None
@@ -225,9 +223,7 @@ class Store:
         )
         return status != "UPDATE 0"
 
-    async def revoke_sessions(
-        self, conn: Connection, user_id: int, keep: str | None = None
-    ) -> int:
+    async def revoke_sessions(self, conn: Connection, user_id: int, keep: str | None = None) -> int:
         status = await conn.execute(
             f"update {self.sessions} set revoked_at = now() where user_id = $1"
             " and revoked_at is null and ($2::uuid is null or id <> $2::uuid)",

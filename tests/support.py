@@ -142,8 +142,6 @@ def make_settings(dsn: str, smtp_port: int | None = None, **overrides: Any) -> S
     return load_settings(None, deep_merge(base, overrides), environ=False)
 
 
-
-
 class Service:
     """The real app under uvicorn on a loopback port, in a thread of the test process."""
 
@@ -151,7 +149,10 @@ class Service:
         self.settings = settings
         self.port = free_port()
         config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning",
+            create_app(settings),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
             lifespan="on",
         )
         self.server = uvicorn.Server(config)

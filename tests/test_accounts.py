@@ -39,8 +39,12 @@ def fields(body: dict[str, Any]) -> set[str]:
     return {e["field"] for e in body["errors"]}
 
 
-def sign_up(client: httpx.Client, username: str = "alice", email: str | None = None,
-            password: str = PASSWORD) -> dict[str, Any]:
+def sign_up(
+    client: httpx.Client,
+    username: str = "alice",
+    email: str | None = None,
+    password: str = PASSWORD,
+) -> dict[str, Any]:
     data = {"username": username, "password": password}
     if email is not None:
         data["email"] = email
@@ -158,7 +162,8 @@ def test_signup_email_taken(client):
 
 def test_signup_refuses_text_plain(client):
     r = client.post(
-        "/users", content=b"username=alice&password=correct+horse",
+        "/users",
+        content=b"username=alice&password=correct+horse",
         headers={"content-type": "text/plain"},
     )
     assert_error(r, 415)
@@ -205,8 +210,11 @@ def change_password(client: httpx.Client, **fields_: str) -> httpx.Response:
 def test_change_password_with_current_password(client, smtp, dsn):
     old = sign_up(client, "alice", email="alice@example.com")
     r = change_password(
-        client, username="alice", current_password=PASSWORD,
-        new_password="new password 1", new_password_confirm="new password 1",
+        client,
+        username="alice",
+        current_password=PASSWORD,
+        new_password="new password 1",
+        new_password_confirm="new password 1",
     )
     assert r.status_code == 200, r.text
     new = r.json()
@@ -230,10 +238,15 @@ def test_change_password_with_current_password(client, smtp, dsn):
 
 def test_change_password_form_encoded(client):
     sign_up(client, "alice")
-    r = client.post("/change_password", data={
-        "username": "alice", "current_password": PASSWORD,
-        "new_password": "new password 1", "new_password_confirm": "new password 1",
-    })
+    r = client.post(
+        "/change_password",
+        data={
+            "username": "alice",
+            "current_password": PASSWORD,
+            "new_password": "new password 1",
+            "new_password_confirm": "new password 1",
+        },
+    )
     assert r.status_code == 200, r.text
 
 
@@ -241,8 +254,11 @@ def test_change_password_confirm_mismatch_changes_nothing(client, dsn):
     old = sign_up(client, "alice")
     before = run_sql(dsn, "select password, token_count from auth.users")[0]
     r = change_password(
-        client, username="alice", current_password=PASSWORD,
-        new_password="new password 1", new_password_confirm="new password 2",
+        client,
+        username="alice",
+        current_password=PASSWORD,
+        new_password="new password 1",
+        new_password_confirm="new password 2",
     )
     assert fields(assert_error(r, 400, "validation_failed")) == {"new_password_confirm"}
     after = run_sql(dsn, "select password, token_count from auth.users")[0]
@@ -255,8 +271,11 @@ def test_change_password_confirm_mismatch_changes_nothing(client, dsn):
 def test_change_password_wrong_current_password(client, dsn):
     sign_up(client, "alice")
     r = change_password(
-        client, username="alice", current_password="wrong password",
-        new_password="new password 1", new_password_confirm="new password 1",
+        client,
+        username="alice",
+        current_password="wrong password",
+        new_password="new password 1",
+        new_password_confirm="new password 1",
     )
     assert_error(r, 401, "invalid_credentials")
     assert "WWW-Authenticate" in r.headers
@@ -267,8 +286,11 @@ def test_change_password_refuses_bad_new_password(client):
     sign_up(client, "alice")
     for new in ("short", "x" * 73):
         r = change_password(
-            client, username="alice", current_password=PASSWORD,
-            new_password=new, new_password_confirm=new,
+            client,
+            username="alice",
+            current_password=PASSWORD,
+            new_password=new,
+            new_password_confirm=new,
         )
         assert fields(assert_error(r, 400)) == {"new_password"}
 
@@ -277,8 +299,11 @@ def test_change_password_refuses_bad_new_password(client):
 def test_change_password_needs_exactly_one_proof(client, proof):
     sign_up(client, "alice")
     r = change_password(
-        client, username="alice", new_password="new password 1",
-        new_password_confirm="new password 1", **proof,
+        client,
+        username="alice",
+        new_password="new password 1",
+        new_password_confirm="new password 1",
+        **proof,
     )
     assert_error(r, 400, "validation_failed")
 

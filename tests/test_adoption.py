@@ -48,7 +48,10 @@ def node_database(dsn: str) -> dict[str, str]:
             dsn,
             "insert into auth.users (username, username_lowercase, email, password, token_count)"
             " values ($1::text, lower($1::text), $2, $3, $4)",
-            username, email, hashed, count,
+            username,
+            email,
+            hashed,
+            count,
         )
         hashes[username] = hashed
     return hashes
@@ -76,9 +79,10 @@ def test_node_database_is_adopted_and_hashes_rewritten_at_the_configured_cost(
             assert bob.status_code == 200, bob.text
             bob_claims = jwt.decode(bob.json()["access_token"], SECRET, algorithms=["HS256"])
             assert bob_claims["count"] == 3
-            assert client.post(
-                "/login", json={"username": "alice", "password": "wrong1"}
-            ).status_code == 401
+            assert (
+                client.post("/login", json={"username": "alice", "password": "wrong1"}).status_code
+                == 401
+            )
             # Sign-up continues the original's id sequence and uniqueness rules.
             r = client.post("/users", json={"username": "ALICE", "password": "new password"})
             assert r.status_code == 409
@@ -113,7 +117,8 @@ def test_adopted_user_keeps_tokens_of_the_node_original(dsn, smtp, node_database
     now = int(time.time())
     node_token = jwt.encode(
         {"aud": "bob", "sub": "access", "count": 3, "role": "bob", "exp": now + 600},
-        SECRET, "HS256",
+        SECRET,
+        "HS256",
     )
     try:
         with service.client() as client:
@@ -130,10 +135,15 @@ def test_adoption_can_change_password_and_reset(dsn, smtp, node_database):
     service = Service(make_settings(dsn, smtp.port)).start()
     try:
         with service.client() as client:
-            r = client.post("/change_password", json={
-                "username": "Alice", "current_password": "alicepass1",
-                "new_password": "a much longer one", "new_password_confirm": "a much longer one",
-            })
+            r = client.post(
+                "/change_password",
+                json={
+                    "username": "Alice",
+                    "current_password": "alicepass1",
+                    "new_password": "a much longer one",
+                    "new_password_confirm": "a much longer one",
+                },
+            )
             assert r.status_code == 200, r.text
             assert client.post("/forgot_password", json={"username": "bob"}).status_code == 200
             smtp.mailbox.wait_for("bob@example.com")

@@ -25,7 +25,12 @@ def run_cli(
     env["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
         [sys.executable, "-m", "postgrest_auth", *args],
-        capture_output=True, text=True, env=env, cwd=cwd or ROOT, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd or ROOT,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -87,17 +92,20 @@ def test_sql_prints_the_rendered_migrations(tmp_path):
     result = run_cli("sql", "--config", str(path))
     assert result.returncode == 0, result.stderr
     assert '"my auth"."people"' in result.stdout
-    assert "create or replace function \"my auth\".check_token_count()" in result.stdout
+    assert 'create or replace function "my auth".check_token_count()' in result.stdout
     assert SECRET not in result.stdout
 
 
 def test_console_script_sql(tmp_path):
     script = Path(sys.executable).with_name("postgrest-auth")
     assert script.is_file(), "install the package: pip install -e .[test] (make test does)"
-    path = config(tmp_path, db={"schema": "odd\"schema"})
+    path = config(tmp_path, db={"schema": 'odd"schema'})
     result = subprocess.run(
         [str(script), "sql", "--config", str(path)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert '"odd""schema"."users"' in result.stdout
@@ -146,11 +154,24 @@ def test_serve_with_port_flag_and_stop(tmp_path, dsn):
     env["PYTHONPATH"] = str(ROOT)
     env["PORT"] = "1"  # the flag wins over PORT
     process = subprocess.Popen(
-        [sys.executable, "-m", "postgrest_auth", "--config", str(path), "-p", str(port),
-         "--app", "Flagged"],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "postgrest_auth",
+            "--config",
+            str(path),
+            "-p",
+            str(port),
+            "--app",
+            "Flagged",
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
+
         def up() -> bool:
             assert process.poll() is None, process.communicate()
             try:
@@ -159,8 +180,10 @@ def test_serve_with_port_flag_and_stop(tmp_path, dsn):
                 return False
 
         wait_until(up, timeout=30, interval=0.1)
-        r = httpx.post(f"http://127.0.0.1:{port}/auth/users",
-                       json={"username": "alice", "password": "correct horse"})
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/auth/users",
+            json={"username": "alice", "password": "correct horse"},
+        )
         assert r.status_code == 201, r.text
     finally:
         process.terminate()

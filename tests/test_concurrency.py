@@ -19,9 +19,7 @@ async def _post_all(base: str, bodies: list[dict[str, str]]) -> list[httpx.Respo
 
 
 def test_50_concurrent_signups_of_one_username(service: Service, dsn):
-    bodies = [
-        {"username": "Racer" if i % 2 else "racer", "password": PASSWORD} for i in range(50)
-    ]
+    bodies = [{"username": "Racer" if i % 2 else "racer", "password": PASSWORD} for i in range(50)]
     responses = asyncio.run(_post_all(service.base, bodies))
     statuses = Counter(r.status_code for r in responses)
     assert statuses == {201: 1, 409: 49}, statuses
@@ -55,8 +53,9 @@ def test_concurrent_reset_token_uses_spend_it_once(service: Service, smtp):
     from .support import body_text
 
     with service.client() as client:
-        client.post("/users", json={"username": "alice", "password": PASSWORD,
-                                    "email": "alice@example.com"})
+        client.post(
+            "/users", json={"username": "alice", "password": PASSWORD, "email": "alice@example.com"}
+        )
         client.post("/forgot_password", json={"username": "alice"})
     mails = smtp.mailbox.wait_for("alice@example.com", count=2)
     [mail] = [m for m in mails if "reset" in m["Subject"].lower()]  # sent in either order
@@ -64,14 +63,20 @@ def test_concurrent_reset_token_uses_spend_it_once(service: Service, smtp):
 
     async def go() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=service.base, timeout=60) as client:
-            return await asyncio.gather(*(
-                client.post("/change_password", json={
-                    "username": "alice", "reset_token": token,
-                    "new_password": f"new password {i}",
-                    "new_password_confirm": f"new password {i}",
-                })
-                for i in range(8)
-            ))
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        "/change_password",
+                        json={
+                            "username": "alice",
+                            "reset_token": token,
+                            "new_password": f"new password {i}",
+                            "new_password_confirm": f"new password {i}",
+                        },
+                    )
+                    for i in range(8)
+                )
+            )
 
     statuses = Counter(r.status_code for r in asyncio.run(go()))
     assert statuses == {200: 1, 401: 7}, statuses
@@ -104,8 +109,9 @@ def test_service_survives_its_connections_being_killed(service: Service, dsn, sm
             assert answers[-1].status_code == 200, [a.text for a in answers]
         assert client.get("/health").status_code == 200
         # The mail worker reconnects too: a welcome mail still goes out.
-        r = client.post("/users", json={"username": "bob", "password": PASSWORD,
-                                        "email": "bob@example.com"})
+        r = client.post(
+            "/users", json={"username": "bob", "password": PASSWORD, "email": "bob@example.com"}
+        )
         assert r.status_code == 201, r.text
     smtp.mailbox.wait_for("bob@example.com", timeout=20)
     assert service.thread.is_alive()
@@ -119,8 +125,11 @@ def test_database_away_answers_503_then_recovers(service: Service, admin_dsn, ds
         assert r.status_code == 201, r.text
         run_sql(admin_dsn, f'alter database "{name}" allow_connections false')
         try:
-            run_sql(admin_dsn, "select pg_terminate_backend(pid) from pg_stat_activity"
-                               " where datname = $1", name)
+            run_sql(
+                admin_dsn,
+                "select pg_terminate_backend(pid) from pg_stat_activity where datname = $1",
+                name,
+            )
             r = client.post("/refresh_token", json={"username": "alice", "password": PASSWORD})
             assert r.status_code == 503, r.text
             assert r.headers["Retry-After"].isdigit()

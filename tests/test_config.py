@@ -109,10 +109,14 @@ def test_original_connection_object_form(tmp_path):
 
 
 def test_connection_object_quotes_odd_characters():
-    settings = load_settings(None, {
-        "secret": GOOD_SECRET,
-        "db": {"connection": {"user": "me@x", "password": "p@ss/w:rd", "database": "my db"}},
-    }, environ=False)
+    settings = load_settings(
+        None,
+        {
+            "secret": GOOD_SECRET,
+            "db": {"connection": {"user": "me@x", "password": "p@ss/w:rd", "database": "my db"}},
+        },
+        environ=False,
+    )
     assert settings.dsn() == "postgresql://me%40x:p%40ss%2Fw%3Ard@localhost:5432/my%20db"
 
 
@@ -130,11 +134,16 @@ def test_missing_secret(tmp_path):
 
 
 def test_precedence_defaults_file_environment_flags(tmp_path, monkeypatch):
-    path = write(tmp_path / "c.json", {
-        "secret": GOOD_SECRET, "app_name": "file", "port": 4000,
-        "db": {"schema": "file_schema", "table": "file_table"},
-        "payload": {"iss": "file-iss"},
-    })
+    path = write(
+        tmp_path / "c.json",
+        {
+            "secret": GOOD_SECRET,
+            "app_name": "file",
+            "port": 4000,
+            "db": {"schema": "file_schema", "table": "file_table"},
+            "payload": {"iss": "file-iss"},
+        },
+    )
     settings = load_settings(path)
     assert (settings.app_name, settings.port, settings.db.schema_) == ("file", 4000, "file_schema")
     assert settings.payload.exp == 604800  # default kept where the file is silent
@@ -201,9 +210,12 @@ def test_refusals_name_the_setting(tmp_path, data, named):
 
 
 def test_refusals_never_show_secret_values(tmp_path):
-    message = refusal(write(tmp_path / "c.json", {
-        "secret": GOOD_SECRET, "db": {"connection": {"password": ["hunter2-pw"]}}
-    }))
+    message = refusal(
+        write(
+            tmp_path / "c.json",
+            {"secret": GOOD_SECRET, "db": {"connection": {"password": ["hunter2-pw"]}}},
+        )
+    )
     assert "db.connection.password" in message
     assert "hunter2-pw" not in message
     message = refusal(write(tmp_path / "c.json", {"secret": "short-but-secret"}))
@@ -244,13 +256,18 @@ def test_asymmetric_keys_need_no_secret(tmp_path):
     from cryptography.hazmat.primitives.asymmetric import ec
 
     pem = tmp_path / "k.pem"
-    pem.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ))
-    settings = load_settings(None, {
-        "jwt": {"keys": [{"kid": "a", "algorithm": "ES256", "private_key_file": str(pem)}]}
-    }, environ=False)
+    pem.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    settings = load_settings(
+        None,
+        {"jwt": {"keys": [{"kid": "a", "algorithm": "ES256", "private_key_file": str(pem)}]}},
+        environ=False,
+    )
     assert settings.secret is None
 
 

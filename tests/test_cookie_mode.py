@@ -133,7 +133,9 @@ def new_todo(
     browser: Browser, description: str, headers: dict[str, str] | None = None, **extra: Any
 ) -> httpx.Response:
     return browser.rest(
-        "POST", "/todos", json={"description": description, **extra},
+        "POST",
+        "/todos",
+        json={"description": description, **extra},
         headers={"Prefer": "return=representation", **(headers or {})},
     )
 
@@ -262,12 +264,20 @@ def test_row_level_security_is_the_same_in_both_modes(
     assert bob.rest("GET", "/todos").json() == []
     assert anonymous.rest("GET", "/todos").json() == []
 
-    hijack = bob.rest("PATCH", f"/todos?id=eq.{todo['id']}", json={"public": True},
-                      headers={"Prefer": "return=representation"})
+    hijack = bob.rest(
+        "PATCH",
+        f"/todos?id=eq.{todo['id']}",
+        json={"public": True},
+        headers={"Prefer": "return=representation"},
+    )
     assert hijack.status_code == 200 and hijack.json() == []  # no row of his matched
 
-    shared = alice.rest("PATCH", f"/todos?id=eq.{todo['id']}", json={"public": True},
-                        headers={"Prefer": "return=representation"})
+    shared = alice.rest(
+        "PATCH",
+        f"/todos?id=eq.{todo['id']}",
+        json={"public": True},
+        headers={"Prefer": "return=representation"},
+    )
     assert shared.status_code == 200 and shared.json()[0]["public"] is True, shared.text
     assert [t["id"] for t in bob.rest("GET", "/todos").json()] == [todo["id"]]
     assert [t["id"] for t in anonymous.rest("GET", "/todos").json()] == [todo["id"]]
@@ -320,10 +330,16 @@ def test_change_password_ends_other_sessions(stack: Stack) -> None:
     laptop, phone = stack.browser(), stack.browser()
     laptop.sign_up("alice")
     phone.log_in("alice")
-    response = laptop.auth("POST", "/change_password", json={
-        "username": "alice", "current_password": PASSWORD,
-        "new_password": "another good one", "new_password_confirm": "another good one",
-    })
+    response = laptop.auth(
+        "POST",
+        "/change_password",
+        json={
+            "username": "alice",
+            "current_password": PASSWORD,
+            "new_password": "another good one",
+            "new_password_confirm": "another good one",
+        },
+    )
     assert response.status_code == 200, response.text
     assert phone.me()["id"] is None
     assert phone.auth("GET", "/user").status_code == 401
@@ -346,8 +362,11 @@ def test_expired_session_is_anonymous_at_postgrest_and_401_at_the_service(stack:
 
 @pytest.mark.parametrize(
     "headers",
-    [{"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"},
-     {"Sec-Fetch-Site": "same-site", "Origin": "http://sub.127.0.0.1"}],
+    [
+        {"Origin": "http://evil.example"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site", "Origin": "http://sub.127.0.0.1"},
+    ],
     ids=["origin", "sec-fetch-site", "sibling-site"],
 )
 def test_cross_origin_cookie_writes_are_refused(stack: Stack, headers: dict[str, str]) -> None:

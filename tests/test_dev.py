@@ -14,7 +14,10 @@ from .support import free_port, wait_until
 def _start(cwd, port):
     return subprocess.Popen(
         [sys.executable, "-m", "postgrest_auth", "--dev", "--port", str(port)],
-        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
 
@@ -39,9 +42,14 @@ def test_dev_mode_serves_signups_and_keeps_its_secret(tmp_path):
     try:
         wait_until(lambda: process.poll() is not None or _up(base + "/health"), timeout=60)
         assert process.poll() is None, process.stdout.read()
-        r = httpx.post(base + "/users", json={
-            "username": "devuser", "password": "dev password", "email": "dev@example.com",
-        })
+        r = httpx.post(
+            base + "/users",
+            json={
+                "username": "devuser",
+                "password": "dev password",
+                "email": "dev@example.com",
+            },
+        )
         assert r.status_code == 201, r.text
         token = r.json()["access_token"]
         wait_until(lambda: _up(base + "/health"))

@@ -148,8 +148,10 @@ FORWARDED = Http(client_address_header="X-Forwarded-For")
         (
             "127.0.0.1",
             "6.6.6.1, 203.0.113.9, 10.0.0.2, 10.0.0.3",
-            Http(client_address_header="X-Forwarded-For",
-                 trusted_proxies=["127.0.0.1", "10.0.0.2", "10.0.0.3"]),
+            Http(
+                client_address_header="X-Forwarded-For",
+                trusted_proxies=["127.0.0.1", "10.0.0.2", "10.0.0.3"],
+            ),
             "203.0.113.9",
         ),
         (
@@ -169,9 +171,17 @@ FORWARDED = Http(client_address_header="X-Forwarded-For")
         ("testclient", None, Http(), None),
     ],
     ids=[
-        "trusted-peer", "trusted-chain-skipped", "trusted-network", "untrusted-peer",
-        "v4-mapped-peer-trusted", "v4-mapped-peer-normalized", "garbage-header",
-        "garbage-rightmost", "missing-header", "header-not-configured", "unix-socket",
+        "trusted-peer",
+        "trusted-chain-skipped",
+        "trusted-network",
+        "untrusted-peer",
+        "v4-mapped-peer-trusted",
+        "v4-mapped-peer-normalized",
+        "garbage-header",
+        "garbage-rightmost",
+        "missing-header",
+        "header-not-configured",
+        "unix-socket",
         "not-an-address",
     ],
 )
@@ -223,8 +233,7 @@ COOKIE_MODE = {"cookie": {"enabled": True, "secure": False}, "http": {"cors_orig
 
 @pytest.mark.parametrize(
     "headers",
-    [{"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"},
-     {"Origin": "null"}],
+    [{"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}, {"Origin": "null"}],
     ids=["origin", "sec-fetch-site", "null-origin"],
 )
 def test_cross_origin_login_and_signup_are_refused_in_cookie_mode(
@@ -234,13 +243,15 @@ def test_cross_origin_login_and_signup_are_refused_in_cookie_mode(
     with service.client() as client:
         sign_up(client, "alice")
         client.cookies.clear()
-        login = client.post("/login", json={"username": "alice", "password": PASSWORD},
-                            headers=headers)
+        login = client.post(
+            "/login", json={"username": "alice", "password": PASSWORD}, headers=headers
+        )
         assert login.status_code == 403, login.text
         assert login.json()["code"] == "cross_origin"
         assert "set-cookie" not in login.headers
-        signup = client.post("/users", json={"username": "mallory", "password": PASSWORD},
-                             headers=headers)
+        signup = client.post(
+            "/users", json={"username": "mallory", "password": PASSWORD}, headers=headers
+        )
         assert signup.status_code == 403, signup.text
         assert "set-cookie" not in signup.headers
     assert run_sql(dsn, "select count(*) from auth.users where username = 'mallory'")[0][0] == 0
@@ -255,8 +266,9 @@ def test_same_origin_and_listed_origins_may_log_in_in_cookie_mode(start_service)
             {"Origin": FRONTEND, "Sec-Fetch-Site": "cross-site"},
             {},  # not a browser: no Origin at all
         ):
-            r = client.post("/login", json={"username": "alice", "password": PASSWORD},
-                            headers=headers)
+            r = client.post(
+                "/login", json={"username": "alice", "password": PASSWORD}, headers=headers
+            )
             assert r.status_code == 200, (headers, r.text)
             assert "set-cookie" in r.headers
 
@@ -265,9 +277,11 @@ def test_cross_origin_login_is_allowed_in_bearer_mode(start_service) -> None:
     service = start_service()
     with service.client() as client:
         sign_up(client, "alice", headers={"Origin": "https://elsewhere.example"})
-        r = client.post("/login", json={"username": "alice", "password": PASSWORD},
-                        headers={"Origin": "https://elsewhere.example",
-                                 "Sec-Fetch-Site": "cross-site"})
+        r = client.post(
+            "/login",
+            json={"username": "alice", "password": PASSWORD},
+            headers={"Origin": "https://elsewhere.example", "Sec-Fetch-Site": "cross-site"},
+        )
         assert r.status_code == 200, r.text
         assert r.json()["access_token"]
 
@@ -294,8 +308,9 @@ def test_forgot_answers_are_identical_for_known_and_unknown_accounts(client, smt
     mails = smtp.mailbox.wait_for("alice@example.com", count=3)
     subjects = " ".join(m["Subject"].lower() for m in mails)
     assert "reset" in subjects, subjects
-    assert any("alice" in body_text(m) and "reset" not in m["Subject"].lower()
-               for m in mails[1:]), subjects
+    assert any(
+        "alice" in body_text(m) and "reset" not in m["Subject"].lower() for m in mails[1:]
+    ), subjects
     assert smtp.mailbox.to("nobody@example.com") == []
 
 
@@ -329,14 +344,17 @@ def test_token_of_another_issuers_role_passes_the_pre_request(
     service: Service, dsn: str, postgrest_factory, pre_request: str
 ) -> None:
     role = unique("service_role_")
-    run_script(dsn, f"""
+    run_script(
+        dsn,
+        f"""
         create role "{role}" nologin;
         grant "{role}" to "{service.settings.roles.authenticator}";
         create schema if not exists api;
         create view api.ping as select 1 as ok;
         grant usage on schema api to "{role}";
         grant select on api.ping to "{role}";
-    """)
+    """,
+    )
     rest = postgrest_factory(service.settings, pre_request=pre_request)
     token = jwt.encode({"role": role, "exp": int(time.time()) + 300}, SECRET, algorithm="HS256")
     with rest.client() as http:
@@ -348,8 +366,12 @@ def test_token_of_another_issuers_role_passes_the_pre_request(
 # -- 6. global logout racing change_password ------------------------------------------------------
 
 
-CHANGE = {"username": "racer", "current_password": PASSWORD,
-          "new_password": PASSWORD, "new_password_confirm": PASSWORD}
+CHANGE = {
+    "username": "racer",
+    "current_password": PASSWORD,
+    "new_password": PASSWORD,
+    "new_password_confirm": PASSWORD,
+}
 
 
 def _login_racer(service: Service) -> str:
@@ -363,8 +385,9 @@ async def _race(base: str, token: str) -> list[httpx.Response]:
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         return await asyncio.gather(
             client.post("/change_password", json=CHANGE),
-            client.post("/logout", json={"scope": "global"},
-                        headers={"Authorization": f"Bearer {token}"}),
+            client.post(
+                "/logout", json={"scope": "global"}, headers={"Authorization": f"Bearer {token}"}
+            ),
         )
 
 
@@ -394,8 +417,11 @@ async def _aligned_race(dsn: str, base: str, token: str, change_first: bool) -> 
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
             requests = [
                 lambda: client.post("/change_password", json=CHANGE),
-                lambda: client.post("/logout", json={"scope": "global"},
-                                    headers={"Authorization": f"Bearer {token}"}),
+                lambda: client.post(
+                    "/logout",
+                    json={"scope": "global"},
+                    headers={"Authorization": f"Bearer {token}"},
+                ),
             ]
             if not change_first:
                 requests.reverse()
@@ -457,7 +483,10 @@ def test_compat_mode_adopts_node_roles_but_never_login_roles(
     plain, login_role = unique("n"), unique("l")
     powerful, owner = unique("p"), unique("o")
     hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
-    run_script(dsn, NODE_SCHEMA + f"""
+    run_script(
+        dsn,
+        NODE_SCHEMA
+        + f"""
         create role "{plain}" nologin;  -- as the Node original left it: not granted to anyone
         create role "{login_role}" login;
         create role "{powerful}" nologin;  -- plain attributes, but privileges of its own
@@ -465,18 +494,25 @@ def test_compat_mode_adopts_node_roles_but_never_login_roles(
         create role "{owner}" nologin;
         create table public."{owner}_things" (id int);
         alter table public."{owner}_things" owner to "{owner}";
-    """)
+    """,
+    )
     for name in (plain, login_role, powerful, owner):
-        run_sql(dsn, "insert into auth.users (username, username_lowercase, email, password)"
-                     " values ($1::text, $1::text, $1::text || '@example.com', $2)", name, hashed)
+        run_sql(
+            dsn,
+            "insert into auth.users (username, username_lowercase, email, password)"
+            " values ($1::text, $1::text, $1::text || '@example.com', $2)",
+            name,
+            hashed,
+        )
     service = start_service(roles={"per_user": True})  # migrates
     authenticator = service.settings.roles.authenticator
     rest = postgrest_factory(service.settings, pre_request="check_token_count")
     with service.client() as auth, rest.client() as http:
         r = auth.post("/login", json={"username": plain, "password": PASSWORD})
         assert r.status_code == 200, r.text
-        whoami = http.post("/rpc/whoami",
-                           headers={"Authorization": f"Bearer {r.json()['access_token']}"})
+        whoami = http.post(
+            "/rpc/whoami", headers={"Authorization": f"Bearer {r.json()['access_token']}"}
+        )
         assert whoami.status_code == 200, whoami.text
         assert whoami.json() == plain
     member = "select pg_has_role($1, $2, 'member')"
@@ -506,14 +542,21 @@ def test_reset_token_dies_when_the_email_changes(client, smtp) -> None:
     mails = smtp.mailbox.wait_for("alice@example.com", count=2)
     reset_mail = next(m for m in mails if "reset" in m["Subject"].lower())
     (token,) = JWT.findall(body_text(reset_mail))
-    r = client.post("/change_email", json={
-        "username": "alice", "password": PASSWORD, "email": "new@example.com"})
+    r = client.post(
+        "/change_email",
+        json={"username": "alice", "password": PASSWORD, "email": "new@example.com"},
+    )
     assert r.status_code == 200, r.text
     new = "brand new password"
-    r = client.post("/change_password", json={
-        "username": "alice", "reset_token": token,
-        "new_password": new, "new_password_confirm": new,
-    })
+    r = client.post(
+        "/change_password",
+        json={
+            "username": "alice",
+            "reset_token": token,
+            "new_password": new,
+            "new_password_confirm": new,
+        },
+    )
     assert r.status_code == 401, r.text
     assert r.json()["code"] == "invalid_reset_token"
     same = client.post("/login", json={"username": "alice", "password": PASSWORD})

@@ -418,7 +418,11 @@ def cli(config: Path, *args: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("POSTGREST_AUTH_")}
     done = subprocess.run(
         [sys.executable, "-m", "postgrest_auth", "mail", *args, "--config", str(config)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout

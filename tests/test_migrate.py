@@ -95,16 +95,33 @@ def test_odd_schema_and_table_names_work_end_to_end(dsn, smtp):
     service = Service(settings).start()
     try:
         with service.client() as client:
-            r = client.post("/users", json={
-                "username": "alice", "password": "correct horse", "email": "a@example.com",
-            })
+            r = client.post(
+                "/users",
+                json={
+                    "username": "alice",
+                    "password": "correct horse",
+                    "email": "a@example.com",
+                },
+            )
             assert r.status_code == 201, r.text
             token = r.json()["access_token"]
-            assert client.post("/users", json={
-                "username": "ALICE", "password": "correct horse"}).status_code == 409
-            assert client.post("/users", json={
-                "username": "bob", "password": "correct horse", "email": "A@example.com",
-            }).json()["code"] == "email_taken"
+            assert (
+                client.post(
+                    "/users", json={"username": "ALICE", "password": "correct horse"}
+                ).status_code
+                == 409
+            )
+            assert (
+                client.post(
+                    "/users",
+                    json={
+                        "username": "bob",
+                        "password": "correct horse",
+                        "email": "A@example.com",
+                    },
+                ).json()["code"]
+                == "email_taken"
+            )
             login = {"username": "alice", "password": "correct horse"}
             assert client.post("/refresh_token", json=login).status_code == 200
             headers = {"Authorization": f"Bearer {token}"}

@@ -41,10 +41,15 @@ def reset_mail(smtp, address: str, count: int = 2) -> EmailMessage:
 
 
 def reset(client: httpx.Client, username: str, token: str, new: str = NEW) -> httpx.Response:
-    return client.post("/change_password", json={
-        "username": username, "reset_token": token,
-        "new_password": new, "new_password_confirm": new,
-    })
+    return client.post(
+        "/change_password",
+        json={
+            "username": username,
+            "reset_token": token,
+            "new_password": new,
+            "new_password_confirm": new,
+        },
+    )
 
 
 def test_forgot_password_answers_the_same_and_mails_only_real_accounts(client, smtp):
@@ -131,10 +136,15 @@ def test_reset_token_dies_when_the_password_changes_otherwise(client, smtp):
     sign_up(client, "alice", "alice@example.com")
     client.post("/forgot_password", json={"username": "alice"})
     token = reset_token_from(reset_mail(smtp, "alice@example.com"))
-    r = client.post("/change_password", json={
-        "username": "alice", "current_password": PASSWORD,
-        "new_password": NEW, "new_password_confirm": NEW,
-    })
+    r = client.post(
+        "/change_password",
+        json={
+            "username": "alice",
+            "current_password": PASSWORD,
+            "new_password": NEW,
+            "new_password_confirm": NEW,
+        },
+    )
     assert r.status_code == 200, r.text
     assert reset(client, "alice", token, "another password").status_code == 401
 
@@ -155,7 +165,8 @@ def test_reset_refuses_forged_and_access_tokens(client):
     now = int(time.time())
     expired = jwt.encode(
         {"sub": claims["sub"], "count": 0, "typ": "reset", "iat": now - 7200, "exp": now - 3600},
-        SECRET, "HS256",
+        SECRET,
+        "HS256",
     )
     forged = jwt.encode(
         {"sub": claims["sub"], "count": 0, "typ": "reset", "exp": now + 60}, "y" * 40, "HS256"
@@ -170,10 +181,15 @@ def test_reset_confirm_mismatch_leaves_the_token_usable(client, smtp):
     sign_up(client, "alice", "alice@example.com")
     client.post("/forgot_password", json={"username": "alice"})
     token = reset_token_from(reset_mail(smtp, "alice@example.com"))
-    r = client.post("/change_password", data={
-        "username": "alice", "reset_token": token,
-        "new_password": NEW, "new_password_confirm": NEW + "!",
-    })
+    r = client.post(
+        "/change_password",
+        data={
+            "username": "alice",
+            "reset_token": token,
+            "new_password": NEW,
+            "new_password_confirm": NEW + "!",
+        },
+    )
     assert r.status_code == 400
     assert [e["field"] for e in r.json()["errors"]] == ["new_password_confirm"]
     assert reset(client, "alice", token).status_code == 200
@@ -181,7 +197,8 @@ def test_reset_confirm_mismatch_leaves_the_token_usable(client, smtp):
 
 def test_reset_link_from_url_template(dsn, smtp):
     settings = make_settings(
-        dsn, smtp.port,
+        dsn,
+        smtp.port,
         app_name="Theories",
         email={"reset_url": "https://app.example/reset?token={token}&user={username}"},
     )

@@ -23,15 +23,21 @@ def test_refresh_extends_within_the_timebox(dsn, smtp):
             assert 3590 < _seconds_left(dsn, session_id) <= 3600
 
             # 1000 s into its life, nearly expired: a refresh may give it only 3000 s more.
-            run_sql(dsn, "update auth.sessions set created_at = now() - interval '1000 s',"
-                    " expires_at = now() + interval '100 s'")
+            run_sql(
+                dsn,
+                "update auth.sessions set created_at = now() - interval '1000 s',"
+                " expires_at = now() + interval '100 s'",
+            )
             r = http.post("/refresh_token", json={"refresh_token": refresh_token})
             assert r.status_code == 200, r.text
             assert 2990 < _seconds_left(dsn, session_id) <= 3000
 
             # Past its timebox it stays as it was, and ends then.
-            run_sql(dsn, "update auth.sessions set created_at = now() - interval '5000 s',"
-                    " expires_at = now() - interval '1 s'")
+            run_sql(
+                dsn,
+                "update auth.sessions set created_at = now() - interval '5000 s',"
+                " expires_at = now() - interval '1 s'",
+            )
             r = http.post("/refresh_token", json={"refresh_token": refresh_token})
             assert r.status_code == 401
             assert r.json()["code"] == "session_ended"
@@ -45,8 +51,11 @@ def test_without_a_timebox_refresh_gives_a_full_lifetime(dsn, smtp):
         with service.client() as http:
             r = http.post("/users", json={"username": "unboxed", "password": "boxed password"})
             refresh_token = r.json()["refresh_token"]
-            run_sql(dsn, "update auth.sessions set created_at = now() - interval '900 days',"
-                    " expires_at = now() + interval '100 s'")
+            run_sql(
+                dsn,
+                "update auth.sessions set created_at = now() - interval '900 days',"
+                " expires_at = now() + interval '100 s'",
+            )
             r = http.post("/refresh_token", json={"refresh_token": refresh_token})
             assert r.status_code == 200, r.text
             (session,) = run_sql(dsn, "select id::text from auth.sessions")

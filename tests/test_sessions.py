@@ -32,8 +32,9 @@ def claims(token: str) -> dict[str, Any]:
 def log_in(
     client: httpx.Client, login: str = "alice", headers: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    response = client.post("/login", json={"username": login, "password": PASSWORD},
-                           headers=headers)
+    response = client.post(
+        "/login", json={"username": login, "password": PASSWORD}, headers=headers
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -76,8 +77,9 @@ def test_wrong_credentials_get_401(client: httpx.Client) -> None:
         assert response.json()["code"] == "invalid_credentials"
 
 
-def test_refresh_pushes_the_session_and_keeps_its_id(client: httpx.Client, dsn: str,
-                                                      service: Service) -> None:
+def test_refresh_pushes_the_session_and_keeps_its_id(
+    client: httpx.Client, dsn: str, service: Service
+) -> None:
     body = sign_up(client)
     sid = claims(body["access_token"])["sid"]
     lifetime = service.settings.sessions.lifetime
@@ -116,12 +118,15 @@ def test_deleting_another_devices_session_ends_its_tokens(client: httpx.Client, 
     phone_sid = claims(phone["access_token"])["sid"]
     assert rest_me(rest, phone["access_token"]).json()["username"] == "alice"
     # Nobody ends someone else's session, nor one that does not exist.
-    for token, sid in [(bob["access_token"], phone_sid),
-                       (laptop["access_token"], "00000000-0000-0000-0000-000000000000")]:
+    for token, sid in [
+        (bob["access_token"], phone_sid),
+        (laptop["access_token"], "00000000-0000-0000-0000-000000000000"),
+    ]:
         response = client.delete(f"/sessions/{sid}", headers=bearer(token))
         assert response.status_code == 404, response.text
-    assert client.delete("/sessions/not-a-uuid", headers=bearer(laptop["access_token"])
-                         ).status_code in (400, 422)
+    assert client.delete(
+        "/sessions/not-a-uuid", headers=bearer(laptop["access_token"])
+    ).status_code in (400, 422)
     ended = client.delete(f"/sessions/{phone_sid}", headers=bearer(laptop["access_token"]))
     assert ended.status_code == 204, ended.text
     assert_refused_by_postgrest(rest, phone["access_token"])
@@ -131,8 +136,9 @@ def test_deleting_another_devices_session_ends_its_tokens(client: httpx.Client, 
     assert rest_me(rest, laptop["access_token"]).json()["username"] == "alice"
 
 
-def test_logout_ends_this_session_only_and_twice_is_refused(client: httpx.Client,
-                                                            rest: Any) -> None:
+def test_logout_ends_this_session_only_and_twice_is_refused(
+    client: httpx.Client, rest: Any
+) -> None:
     laptop = sign_up(client)
     phone = log_in(client)
     response = client.post("/logout", headers=bearer(phone["access_token"]))
@@ -149,8 +155,9 @@ def test_global_logout_ends_every_token_of_the_user(client: httpx.Client, rest: 
     laptop = sign_up(client)
     phone = log_in(client)
     bob = sign_up(client, "bob")
-    response = client.post("/logout", json={"scope": "global"},
-                           headers=bearer(laptop["access_token"]))
+    response = client.post(
+        "/logout", json={"scope": "global"}, headers=bearer(laptop["access_token"])
+    )
     assert response.status_code == 200, response.text
     for device in (laptop, phone):
         assert_refused_by_postgrest(rest, device["access_token"])
@@ -164,10 +171,15 @@ def test_global_logout_ends_every_token_of_the_user(client: httpx.Client, rest: 
 def test_change_password_ends_other_sessions(client: httpx.Client, rest: Any) -> None:
     laptop = sign_up(client)
     phone = log_in(client)
-    response = client.post("/change_password", json={
-        "username": "alice", "current_password": PASSWORD,
-        "new_password": "another good one", "new_password_confirm": "another good one",
-    })
+    response = client.post(
+        "/change_password",
+        json={
+            "username": "alice",
+            "current_password": PASSWORD,
+            "new_password": "another good one",
+            "new_password_confirm": "another good one",
+        },
+    )
     assert response.status_code == 200, response.text
     fresh = response.json()
     for device in (laptop, phone):
@@ -184,18 +196,24 @@ def test_expired_session_ends_its_tokens(client: httpx.Client, rest: Any, dsn: s
     run_sql(dsn, "update auth.sessions set expires_at = now() - interval '1 second'")
     assert_refused_by_postgrest(rest, body["access_token"])
     assert client.get("/user", headers=bearer(body["access_token"])).status_code == 401
-    for refresh in ({"json": {"refresh_token": body["refresh_token"]}},
-                    {"headers": bearer(body["access_token"])}):
+    for refresh in (
+        {"json": {"refresh_token": body["refresh_token"]}},
+        {"headers": bearer(body["access_token"])},
+    ):
         assert client.post("/refresh_token", **refresh).status_code == 401
 
 
 def test_bearer_writes_need_no_origin_check(client: httpx.Client) -> None:
     """A bearer token never rides along by itself, so a cross-origin page may use its own."""
     body = sign_up(client)
-    response = client.post("/logout", headers={
-        **bearer(body["access_token"]), "Origin": "http://evil.example",
-        "Sec-Fetch-Site": "cross-site",
-    })
+    response = client.post(
+        "/logout",
+        headers={
+            **bearer(body["access_token"]),
+            "Origin": "http://evil.example",
+            "Sec-Fetch-Site": "cross-site",
+        },
+    )
     assert response.status_code == 200, response.text
 
 
@@ -212,15 +230,25 @@ def test_janitor_deletes_long_dead_sessions(dsn: str, smtp: Any) -> None:
         with running.client() as client:
             for name in ("alice", "bob", "carol"):
                 sign_up(client, name)
-        run_sql(dsn, "update auth.sessions set revoked_at = now() - interval '2 days'"
-                " where user_id = (select id from auth.users where username = 'alice')")
-        run_sql(dsn, "update auth.sessions set expires_at = now() - interval '2 days'"
-                " where user_id = (select id from auth.users where username = 'bob')")
+        run_sql(
+            dsn,
+            "update auth.sessions set revoked_at = now() - interval '2 days'"
+            " where user_id = (select id from auth.users where username = 'alice')",
+        )
+        run_sql(
+            dsn,
+            "update auth.sessions set expires_at = now() - interval '2 days'"
+            " where user_id = (select id from auth.users where username = 'bob')",
+        )
 
         def left() -> list[str]:
-            return [r["username"] for r in run_sql(
-                dsn, "select u.username from auth.sessions s join auth.users u on u.id = s.user_id"
-            )]
+            return [
+                r["username"]
+                for r in run_sql(
+                    dsn,
+                    "select u.username from auth.sessions s join auth.users u on u.id = s.user_id",
+                )
+            ]
 
         wait_until(lambda: left() == ["carol"], timeout=10)
     finally:

@@ -298,12 +298,16 @@ def test_jwks_never_publishes_the_hs_secret(client):
 def test_jwks_publishes_asymmetric_keys_that_verify_tokens(dsn, smtp, tmp_path):
     private = ec.generate_private_key(ec.SECP256R1())
     pem = tmp_path / "es256.pem"
-    pem.write_bytes(private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ))
+    pem.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     settings = make_settings(
-        dsn, smtp.port,
+        dsn,
+        smtp.port,
         jwt={"keys": [{"kid": "k1", "algorithm": "ES256", "private_key_file": str(pem)}]},
     )
     service = Service(settings).start()
@@ -337,9 +341,16 @@ def node_token(username: str, count: int, role: str = "alice") -> str:
     """What the Node original signed: jwt.sign({aud, sub: 'access', count, role}, secret, {exp})."""
     now = int(time.time())
     return jwt.encode(
-        {"aud": username, "sub": "access", "count": count, "role": role, "iat": now,
-         "exp": now + 3600},
-        SECRET, "HS256",
+        {
+            "aud": username,
+            "sub": "access",
+            "count": count,
+            "role": role,
+            "iat": now,
+            "exp": now + 3600,
+        },
+        SECRET,
+        "HS256",
     )
 
 
@@ -364,7 +375,8 @@ def test_node_original_token_with_stale_count_is_refused(client, dsn):
     assert_401(client.post("/refresh_token", headers=bearer(node_token("nobody", 0))))
     other_secret = jwt.encode(
         {"aud": "alice", "sub": "access", "count": 1, "exp": int(time.time()) + 60},
-        "x" * 40, "HS256",
+        "x" * 40,
+        "HS256",
     )
     assert_401(client.post("/refresh_token", headers=bearer(other_secret)))
 
@@ -409,8 +421,11 @@ def test_rate_limit_per_account_failures(dsn, smtp):
                     assert r.status_code == 401, r.text
                 # Even the right password waits now; and an unknown name looks the same.
                 assert_429(client.post("/login", json={"username": name, "password": PASSWORD}))
-                assert_429(client.post("/refresh_token", json={
-                    "username": name.upper(), "password": PASSWORD}))
+                assert_429(
+                    client.post(
+                        "/refresh_token", json={"username": name.upper(), "password": PASSWORD}
+                    )
+                )
             # Other accounts are untouched.
             r = client.post("/login", json={"username": "bob", "password": PASSWORD})
             assert r.status_code == 200, r.text

@@ -25,8 +25,13 @@ def settings(**overrides):  # type: ignore[no-untyped-def]
     return load_settings(None, {"secret": SECRET, **overrides}, environ=False)
 
 
-USER = {"id": 7, "username": "Alice", "username_lowercase": "alice", "email": None,
-        "token_count": 2}
+USER = {
+    "id": 7,
+    "username": "Alice",
+    "username_lowercase": "alice",
+    "email": None,
+    "token_count": 2,
+}
 
 
 # -- SQL text -----------------------------------------------------------------------------------
@@ -48,7 +53,7 @@ def test_quote_literal():
 def test_render_fills_every_placeholder_once():
     values = template_values(settings(db={"schema": "a'b", "table": 'T"'}))
     text = render("select {{ schema }}.{{table}} where r = {{user_role_literal}}", values)
-    assert text == "select \"a'b\".\"T\"\"\" where r = 'normal_user'"
+    assert text == 'select "a\'b"."T""" where r = \'normal_user\''
     with pytest.raises(KeyError):
         render("{{nope}}", values)
 
@@ -82,8 +87,16 @@ def test_username_pattern_is_configurable():
 
 @pytest.mark.parametrize(
     ("password", "ok"),
-    [("x" * 7, False), ("x" * 8, True), ("x" * 72, True), ("x" * 73, False),
-     ("é" * 36, True), ("é" * 37, False), ("🔑" * 2, True), ("🔑" * 19, False)],
+    [
+        ("x" * 7, False),
+        ("x" * 8, True),
+        ("x" * 72, True),
+        ("x" * 73, False),
+        ("é" * 36, True),
+        ("é" * 37, False),
+        ("🔑" * 2, True),
+        ("🔑" * 19, False),
+    ],
 )
 def test_password_bounds_in_bytes(password, ok):
     problems = password_problems(settings(), "password", password)
@@ -128,8 +141,17 @@ def test_reset_token_has_no_role_and_wrong_type_for_access():
 
 def test_decode_accepts_node_tokens_as_access_only():
     issuer = TokenIssuer(settings())
-    node = jwt.encode({"aud": "alice", "sub": "access", "count": 0, "role": "alice",
-                       "exp": int(time.time()) + 60}, SECRET, "HS256")
+    node = jwt.encode(
+        {
+            "aud": "alice",
+            "sub": "access",
+            "count": 0,
+            "role": "alice",
+            "exp": int(time.time()) + 60,
+        },
+        SECRET,
+        "HS256",
+    )
     claims = issuer.decode(node, ACCESS)
     assert is_node_token(claims)
     with pytest.raises(InvalidToken):
@@ -180,13 +202,33 @@ def test_hasher_policy():
 
 
 def test_original_flags_map_to_settings():
-    args = build_parser("serve").parse_args([
-        "-c", "x.json", "-A", "App", "-C", "postgres://db", "-s", "sch", "-t", "tbl",
-        "-e", "60", "-i", "iss", "-S", "sec", "-p", "8080",
-    ])
+    args = build_parser("serve").parse_args(
+        [
+            "-c",
+            "x.json",
+            "-A",
+            "App",
+            "-C",
+            "postgres://db",
+            "-s",
+            "sch",
+            "-t",
+            "tbl",
+            "-e",
+            "60",
+            "-i",
+            "iss",
+            "-S",
+            "sec",
+            "-p",
+            "8080",
+        ]
+    )
     assert str(args.config) == "x.json"
     assert overrides_from(args) == {
-        "app_name": "App", "secret": "sec", "port": 8080,
+        "app_name": "App",
+        "secret": "sec",
+        "port": 8080,
         "db": {"connection_string": "postgres://db", "schema": "sch", "table": "tbl"},
         "payload": {"exp": 60, "iss": "iss"},
     }

@@ -19,17 +19,28 @@ def _children(pid: int) -> list[str]:
 def test_two_workers_serve_and_stop_together(tmp_path, dsn):
     port = free_port()
     config = tmp_path / "postgrest-auth.json"
-    config.write_text(json.dumps({
-        "secret": SECRET, "port": port, "workers": 2, "log_level": "warning",
-        "db": {"connection_string": dsn}, "email": {"backend": "console"},
-        "passwords": {"bcrypt_rounds": 4},
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "secret": SECRET,
+                "port": port,
+                "workers": 2,
+                "log_level": "warning",
+                "db": {"connection_string": dsn},
+                "email": {"backend": "console"},
+                "passwords": {"bcrypt_rounds": 4},
+            }
+        )
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "postgrest_auth", "--config", str(config)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}/auth"
     try:
+
         def up() -> bool:
             assert process.poll() is None, process.stdout.read()
             try:

@@ -101,7 +101,10 @@ class MailWorker:
     async def _deliver(self, row: asyncpg.Record) -> None:
         try:  # a mail that cannot even be built counts as a failed attempt, not a worker crash
             message = build_message(
-                self.settings.email, row["recipient"], row["subject"], row["body_text"] or "",
+                self.settings.email,
+                row["recipient"],
+                row["subject"],
+                row["body_text"] or "",
                 row["body_html"],
             )
             await self.sender.send(message)
@@ -110,7 +113,10 @@ class MailWorker:
             error = _describe(exc)
             log.warning(
                 "mail %s (%s) attempt %s failed: %s; %s",
-                row["id"], row["kind"], row["attempts"], error,
+                row["id"],
+                row["kind"],
+                row["attempts"],
+                error,
                 f"retrying in {delay:g} s" if delay is not None else "giving up",
             )
             async with self.pool.acquire() as conn:

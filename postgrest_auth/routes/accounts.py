@@ -21,6 +21,7 @@ from .credentials import verify_password_login
 
 router = APIRouter(tags=["accounts"])
 
+
 def _blank_is_none(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip() else value
 
@@ -60,7 +61,9 @@ def _taken(exc: asyncpg.UniqueViolationError | asyncpg.DuplicateObjectError) -> 
     constraint = getattr(exc, "constraint_name", None) or ""
     field = "email" if constraint.endswith(("_email_uniq", "_email_key")) else "username"
     return ApiError(
-        409, f"{field}_taken", f"That {field} is already taken",
+        409,
+        f"{field}_taken",
+        f"That {field} is already taken",
         [field_error(field, "is already taken")],
     )
 
@@ -93,8 +96,12 @@ async def sign_up(
     except (asyncpg.UniqueViolationError, asyncpg.DuplicateObjectError) as exc:
         raise _taken(exc) from None
     except asyncpg.ReservedNameError:  # compat mode: "public", "none", "pg_…" cannot be roles
-        raise ApiError(409, "username_taken", "That username is not available",
-                       [field_error("username", "is not available")]) from None
+        raise ApiError(
+            409,
+            "username_taken",
+            "That username is not available",
+            [field_error("username", "is not available")],
+        ) from None
     except asyncpg.StringDataRightTruncationError:  # a usernames.pattern wider than the column
         raise invalid([field_error("username", "is longer than the users table allows")]) from None
     return token_body(services, response, user, session_id, session_token)
@@ -136,7 +143,11 @@ async def change_password(
         user = await _user_proving_reset(services, form)
     else:
         user = await verify_password_login(
-            services, request, "change_password", form.username, form.current_password or "",
+            services,
+            request,
+            "change_password",
+            form.username,
+            form.current_password or "",
             by_email=False,
         )
     new_hash = await services.hasher.hash(form.new_password)
@@ -168,10 +179,13 @@ async def change_email(
             old, new = user["email"], updated["email"]
             if old and old != new:
                 await services.outbox.enqueue(
-                    conn, "email_changed", old,
-                    username=user["username"], old_email=old, new_email=new,
+                    conn,
+                    "email_changed",
+                    old,
+                    username=user["username"],
+                    old_email=old,
+                    new_email=new,
                 )
     except asyncpg.UniqueViolationError as exc:
         raise _taken(exc) from None
     return {"message": "Email changed"}
-

@@ -40,9 +40,7 @@ async def forgot_password(
     the same time to answer; the request changes nothing, so there is nothing to roll back."""
     settings = services.settings
     async with services.pool.acquire() as conn:
-        await services.limiter.hit_address(
-            conn, "recovery", client_address(request, settings.http)
-        )
+        await services.limiter.hit_address(conn, "recovery", client_address(request, settings.http))
         await services.limiter.hit_account(conn, "forgot_password", form.username)
 
     async def send() -> None:
@@ -52,7 +50,9 @@ async def forgot_password(
                 return
             token = services.tokens.reset_token(dict(user))
             await services.outbox.enqueue(
-                conn, "reset_password", user["email"],
+                conn,
+                "reset_password",
+                user["email"],
                 username=user["username"],
                 reset_link=reset_link(settings.email.reset_url, token, user["username"]),
                 reset_token=token,

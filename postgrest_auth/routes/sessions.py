@@ -46,9 +46,7 @@ async def list_sessions(services: ServicesDep, caller: CallerDep) -> list[dict[s
 
 
 @router.delete("/sessions/{session_id}", status_code=204, summary="End one of one's sessions")
-async def end_session(
-    services: ServicesDep, caller: CallerDep, session_id: uuid.UUID
-) -> Response:
+async def end_session(services: ServicesDep, caller: CallerDep, session_id: uuid.UUID) -> Response:
     async with services.pool.acquire() as conn:
         ended = await services.store.revoke_session(conn, caller.user["id"], str(session_id))
     if not ended:

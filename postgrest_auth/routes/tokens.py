@@ -19,6 +19,7 @@ from .credentials import verify_password_login
 
 router = APIRouter(tags=["tokens"])
 
+
 class Login(BaseModel):
     username: Text
     password: Text
@@ -35,8 +36,13 @@ class Logout(BaseModel):
 
 
 async def _password_sign_in(
-    services: Services, request: Request, response: Response, login: str, password: str,
-    *, by_email: bool,
+    services: Services,
+    request: Request,
+    response: Response,
+    login: str,
+    password: str,
+    *,
+    by_email: bool,
 ) -> dict[str, Any]:
     user = await verify_password_login(
         services, request, "login", login, password, by_email=by_email
