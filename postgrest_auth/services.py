@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -23,8 +24,11 @@ log = logging.getLogger(__name__)
 
 class Afterwards:
     """Work that must not make an answer slower or faster: it runs detached, after the answer
-    has gone out, so not even the next request on the same keep-alive connection waits for it.
+    has gone out, so not even the next request on the same keep-alive connection waits for it,
+    and after a random pause, so it lines up with no particular later request either.
     Failures are logged, never shown; shutdown waits for what is under way."""
+
+    MAX_PAUSE_MS = 250
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
@@ -38,8 +42,8 @@ class Afterwards:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=seconds)
 
-    @staticmethod
-    async def _quietly(work: Callable[[], Awaitable[None]], what: str) -> None:
+    async def _quietly(self, work: Callable[[], Awaitable[None]], what: str) -> None:
+        await asyncio.sleep(secrets.randbelow(self.MAX_PAUSE_MS) / 1000)
         try:
             await work()
         except Exception as exc:
