@@ -26,6 +26,19 @@ from postgrest_auth.config import Settings, deep_merge, load_settings
 
 SECRET = "test-secret-" + secrets.token_urlsafe(32)
 
+# The users table as the Node original's migration created it.
+NODE_SCHEMA = """
+create schema auth;
+create table auth.users (
+  id serial primary key,
+  username varchar(20) unique,
+  username_lowercase varchar(20) unique,
+  email varchar unique,
+  password varchar,
+  token_count integer default 0
+);
+"""
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -108,6 +121,21 @@ class SmtpServer:
 
     def stop(self) -> None:
         self.controller.stop()
+
+
+def sign_up(
+    client: httpx.Client,
+    username: str = "alice",
+    email: str | None = None,
+    password: str = "correct horse",
+) -> dict[str, Any]:
+    """POST /users, which must succeed; its token body."""
+    data = {"username": username, "password": password}
+    if email:
+        data["email"] = email
+    r = client.post("/users", json=data)
+    assert r.status_code == 201, r.text
+    return r.json()
 
 
 def body_text(message: EmailMessage) -> str:

@@ -8,20 +8,7 @@ import bcrypt
 import jwt
 import pytest
 
-from .support import SECRET, Service, make_settings, run_script, run_sql
-
-# The table as the Node original's migration created it.
-NODE_SCHEMA = """
-create schema auth;
-create table auth.users (
-  id serial primary key,
-  username varchar(20) unique,
-  username_lowercase varchar(20) unique,
-  email varchar unique,
-  password varchar,
-  token_count integer default 0
-);
-"""
+from .support import NODE_SCHEMA, SECRET, Service, make_settings, run_script, run_sql
 
 # The original allowed 3-30 letters and digits: shorter than today's minimum, still valid.
 ACCOUNTS = [

@@ -32,6 +32,7 @@ from postgrest_auth.config import ConfigError, Email, Http
 from postgrest_auth.ratelimit import address_bucket
 
 from .support import (
+    NODE_SCHEMA,
     SECRET,
     Service,
     SmtpServer,
@@ -460,21 +461,15 @@ def test_global_logout_racing_change_password_never_fails(service: Service) -> N
 
 # -- 7. and 8. compat mode: adopting the Node original's roles, reserved names --------------------
 
-NODE_SCHEMA = """
-create schema auth;
-create table auth.users (
-  id serial primary key,
-  username varchar(20) unique,
-  username_lowercase varchar(20) unique,
-  email varchar unique,
-  password varchar,
-  token_count integer default 0
-);
+NODE_SCHEMA_WITH_WHOAMI = (
+    NODE_SCHEMA
+    + """
 create schema api;
 create function api.whoami() returns text language sql stable as $$ select current_user::text $$;
 grant usage on schema api to public;
 grant execute on function api.whoami() to public;
 """
+)
 
 
 def test_compat_mode_adopts_node_roles_but_never_login_roles(
@@ -485,7 +480,7 @@ def test_compat_mode_adopts_node_roles_but_never_login_roles(
     hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
     run_script(
         dsn,
-        NODE_SCHEMA
+        NODE_SCHEMA_WITH_WHOAMI
         + f"""
         create role "{plain}" nologin;  -- as the Node original left it: not granted to anyone
         create role "{login_role}" login;

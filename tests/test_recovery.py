@@ -10,20 +10,11 @@ import httpx
 import jwt
 import pytest
 
-from .support import SECRET, Service, body_text, make_settings, run_sql
+from .support import SECRET, Service, body_text, make_settings, run_sql, sign_up
 
 PASSWORD = "correct horse"
 NEW = "brand new password"
 JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
-
-
-def sign_up(client: httpx.Client, username: str, email: str | None = None) -> dict:
-    data = {"username": username, "password": PASSWORD}
-    if email:
-        data["email"] = email
-    r = client.post("/users", json=data)
-    assert r.status_code == 201, r.text
-    return r.json()
 
 
 def reset_token_from(mail: EmailMessage) -> str:

@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .support import SECRET, Service, body_text, make_settings, run_sql
+from .support import SECRET, Service, body_text, make_settings, run_sql, sign_up
 
 PASSWORD = "correct horse"
 
@@ -24,15 +24,6 @@ def claims_of(body: dict[str, Any]) -> dict[str, Any]:
 def bearer(body_or_token: dict[str, Any] | str) -> dict[str, str]:
     token = body_or_token if isinstance(body_or_token, str) else body_or_token["access_token"]
     return {"Authorization": f"Bearer {token}"}
-
-
-def sign_up(client: httpx.Client, username: str = "alice", email: str | None = None) -> dict:
-    data = {"username": username, "password": PASSWORD}
-    if email:
-        data["email"] = email
-    r = client.post("/users", json=data)
-    assert r.status_code == 201, r.text
-    return r.json()
 
 
 def assert_401(r: httpx.Response, code: str | None = None) -> dict[str, Any]:
