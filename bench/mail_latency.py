@@ -1,7 +1,9 @@
 """Mail delivery latency: from a request's commit to acceptance by the SMTP server (DESIGN §6).
 
 The service runs as its own process with an idle mail worker waiting on LISTEN/NOTIFY; each of
-`--count` sequential `forgot_password` requests queues one mail in its transaction. For each we
+`--count` sequential `change_email` requests queues one mail (to the old address) in the
+transaction of its change. (`forgot_password` is not used: its mail is queued after the answer,
+after a random pause, on purpose.) For each we
 take the time the response came back and the time the aiosmtpd handler received the message
 (end of DATA), in this process, on one monotonic clock. The floor is one direct aiosmtplib send of
 a similar message to the same server: what is left above it is NOTIFY, claim and bookkeeping.
@@ -36,6 +38,7 @@ from .stack import ROOT, database, free_port, process
 
 SCHEMA = "mail_bench"
 ADDRESS = "latency@example.com"
+ADDRESSES = (ADDRESS, "latency2@example.com")  # change_email alternates between them
 
 
 class Clocked:
@@ -133,7 +136,8 @@ def measure(dsn: str, count: int = 50) -> dict[str, float]:
                 for i in range(count):
                     time.sleep(0.02)  # let the worker settle back into its NOTIFY wait
                     began = time.perf_counter()
-                    response = http.post("/forgot_password", json={"username": "latency"})
+                    new_address = ADDRESSES[(i + 1) % 2]
+                    response = http.post("/change_email", json={**user, "email": new_address})
                     returned = time.perf_counter()
                     response.raise_for_status()
                     accepted = handler.wait_count(i + 2)
@@ -156,7 +160,7 @@ def measure(dsn: str, count: int = 50) -> dict[str, float]:
 
 
 def report(result: dict[str, float]) -> None:
-    print(f"mail latency, {int(result['count'])} sequential forgot_password, idle worker on NOTIFY")
+    print(f"mail latency, {int(result['count'])} sequential change_email, idle worker on NOTIFY")
     print(
         f"  response returned -> SMTP accepted: median {_ms(result['median'])}"
         f"  p90 {_ms(result['p90'])}  p99 {_ms(result['p99'])}"
