@@ -15,6 +15,7 @@ import asyncpg
 
 from . import __version__
 from .config import ConfigError, Settings, load_settings
+from .mail import MailTemplates
 from .migrate import MigrationError, migrate, rendered_sql
 
 COMMANDS = ("serve", "migrate", "sql", "mail")
@@ -182,6 +183,10 @@ def main(argv: list[str] | None = None) -> None:
     elif command == "mail":
         asyncio.run(_mail(settings, args.action))
     else:
+        try:  # refuse a broken template override in one line, before anything starts
+            MailTemplates(settings.email.templates_dir)
+        except (ValueError, OSError) as exc:
+            fail(str(exc))
         if settings.db.auto_migrate or dev is not None:
             asyncio.run(_migrate(settings))
         banner = asyncio.run(dev.prepare_postgrest(settings)) if dev is not None else None

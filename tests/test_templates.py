@@ -93,3 +93,33 @@ def test_message_is_multipart_only_with_html():
     assert [p.get_content_type() for p in both.iter_parts()] == ["text/plain", "text/html"]
     assert both["Message-ID"].endswith("@example.com>")
     assert both["From"] == "Auth <auth@example.com>" and both["Date"]
+
+
+def test_serve_refuses_a_broken_override_in_one_line(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from .support import SECRET
+
+    (tmp_path / "welcome.txt").write_text("no subject line here\n")
+    config = tmp_path / "postgrest-auth.json"
+    config.write_text(
+        json.dumps(
+            {
+                "secret": SECRET,
+                "db": {"connection_string": "postgresql://nobody@127.0.0.1:1/none"},
+                "email": {"templates_dir": str(tmp_path)},
+            }
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "postgrest_auth", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "email.templates_dir" in lines[0] and "welcome.txt" in lines[0]

@@ -24,10 +24,14 @@ class RenderedMail:
 
 
 class MailTemplates:
+    """Read once at start-up: a broken override fails then, not at the first mail, and no
+    request reads a file."""
+
     def __init__(self, override_dir: Path | None = None) -> None:
         self.override_dir = override_dir
-        for kind in KINDS:  # a broken override fails at start-up, not at the first mail
-            self._text_template(kind)
+        self._templates = {
+            kind: (*self._text_template(kind), self._read(f"{kind}.html")) for kind in KINDS
+        }
 
     def _read(self, name: str) -> str | None:
         if self.override_dir is not None and (self.override_dir / name).is_file():
@@ -45,8 +49,7 @@ class MailTemplates:
         return first.split(":", 1)[1].strip(), rest.lstrip("\n")
 
     def render(self, kind: str, context: dict[str, str]) -> RenderedMail:
-        subject, body = self._text_template(kind)
-        html_template = self._read(f"{kind}.html")
+        subject, body, html_template = self._templates[kind]
         escaped = {key: html.escape(value) for key, value in context.items()}
         return RenderedMail(
             # One line whatever the values hold: no header injection, no broken message.
