@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import sys
@@ -81,6 +82,9 @@ class FileSender:
         self.directory = directory
 
     async def send(self, message: EmailMessage) -> None:
+        await asyncio.to_thread(self._write, message)  # disk I/O stays off the event loop
+
+    def _write(self, message: EmailMessage) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         name = message["Message-ID"].strip("<>").replace("/", "_")
         partial = self.directory / f".{name}.tmp"
