@@ -109,7 +109,7 @@ class MailWorker:
             )
             await self.sender.send(message)
         except Exception as exc:
-            delay = self.retry_delay(row["attempts"])
+            delay = None if _recipient_refused_for_good(exc) else self.retry_delay(row["attempts"])
             error = _describe(exc)
             log.warning(
                 "mail %s (%s) attempt %s failed: %s; %s",
@@ -146,6 +146,17 @@ class MailWorker:
         if listener is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(listener.close(), 2)
+
+
+def _recipient_refused_for_good(exc: Exception) -> bool:
+    """The server said the address does not exist (5xx to RCPT TO): retrying cannot help.
+
+    Other failures, a refused sender or login included, are worth retrying: they are a server
+    away or a setting an operator will fix.
+    """
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return all(r.code >= 500 for r in exc.recipients)
+    return isinstance(exc, aiosmtplib.SMTPRecipientRefused) and exc.code >= 500
 
 
 def _describe(exc: Exception) -> str:
