@@ -11,7 +11,7 @@ from pydantic import BaseModel, EmailStr, field_validator, model_validator
 
 from ..client import client_address
 from ..errors import ApiError, field_error, invalid, unauthorized
-from ..forms import Text, body
+from ..forms import Text, body, documented
 from ..services import Services, ServicesDep
 from ..sessions import start_session, token_body
 from ..store import Row
@@ -68,7 +68,9 @@ def _taken(exc: asyncpg.UniqueViolationError | asyncpg.DuplicateObjectError) -> 
     )
 
 
-@router.post("/users", status_code=201, summary="Create a user and sign in")
+@router.post(
+    "/users", status_code=201, summary="Create a user and sign in", openapi_extra=documented(SignUp)
+)
 async def sign_up(
     services: ServicesDep,
     request: Request,
@@ -128,7 +130,11 @@ async def _user_proving_reset(services: Services, form: ChangePassword) -> Row:
     return user
 
 
-@router.post("/change_password", summary="Change the password; every older token dies")
+@router.post(
+    "/change_password",
+    summary="Change the password; every older token dies",
+    openapi_extra=documented(ChangePassword),
+)
 async def change_password(
     services: ServicesDep,
     request: Request,
@@ -164,7 +170,11 @@ async def change_password(
     return token_body(services, response, updated, session_id, session_token)
 
 
-@router.post("/change_email", summary="Change the email; the old address is told")
+@router.post(
+    "/change_email",
+    summary="Change the email; the old address is told",
+    openapi_extra=documented(ChangeEmail),
+)
 async def change_email(
     services: ServicesDep,
     request: Request,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from pydantic import BaseModel, EmailStr, Field
 
 from ..client import client_address
-from ..forms import body
+from ..forms import body, documented
 from ..services import ServicesDep
 
 router = APIRouter(tags=["recovery"])
@@ -29,7 +29,11 @@ def reset_link(template: str | None, token: str, username: str) -> str:
     return template.replace("{token}", token).replace("{username}", username)
 
 
-@router.post("/forgot_password", summary="Mail a one-time reset token (valid one hour)")
+@router.post(
+    "/forgot_password",
+    summary="Mail a one-time reset token (valid one hour)",
+    openapi_extra=documented(ForgotPassword),
+)
 async def forgot_password(
     services: ServicesDep,
     request: Request,
@@ -63,7 +67,11 @@ async def forgot_password(
     return {"message": "Password reset email sent"}
 
 
-@router.post("/forgot_username", summary="Mail the username to the account's address")
+@router.post(
+    "/forgot_username",
+    summary="Mail the username to the account's address",
+    openapi_extra=documented(ForgotUsername),
+)
 async def forgot_username(
     services: ServicesDep,
     request: Request,

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from ..caller import CallerDep, bearer_token, verified_access_claims
 from ..errors import unauthorized
-from ..forms import Text, body
+from ..forms import Text, body, documented
 from ..services import Services, ServicesDep
 from ..session_tokens import hash_session_token
 from ..sessions import clear_session_cookie, session_cookie, start_session, token_body
@@ -53,7 +53,11 @@ async def _password_sign_in(
     return token_body(services, response, user, session_id, session_token)
 
 
-@router.post("/login", summary="Sign in with username or email, and password")
+@router.post(
+    "/login",
+    summary="Sign in with username or email, and password",
+    openapi_extra=documented(Login),
+)
 async def login(
     services: ServicesDep,
     request: Request,
@@ -87,6 +91,7 @@ async def _refresh_by_access_token(services: Services, token: str) -> Row:
 @router.post(
     "/refresh_token",
     summary="A new access token, from a password, an access token, a refresh token or the cookie",
+    openapi_extra=documented(Refresh),
 )
 async def refresh_token(
     services: ServicesDep,
@@ -120,7 +125,11 @@ async def refresh_token(
     return token_body(services, response, row, row["session_id"], session_token)
 
 
-@router.post("/logout", summary="End this session, or every session with scope=global")
+@router.post(
+    "/logout",
+    summary="End this session, or every session with scope=global",
+    openapi_extra=documented(Logout),
+)
 async def logout(
     services: ServicesDep,
     caller: CallerDep,
