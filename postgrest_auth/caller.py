@@ -19,7 +19,6 @@ from .tokens import ACCESS, InvalidToken
 class Caller:
     user: Row
     session_id: str | None
-    via_cookie: bool
 
 
 def bearer_token(request: Request) -> str | None:
@@ -52,7 +51,7 @@ async def find_caller(services: Services, request: Request) -> Caller | None:
             )
         if user is None:
             raise unauthorized("token_revoked", "The token is no longer valid", "invalid_token")
-        return Caller(user, claims.get("sid"), via_cookie=False)
+        return Caller(user, claims.get("sid"))
     cookie = session_cookie(services, request)
     if cookie is None:
         return None
@@ -60,7 +59,7 @@ async def find_caller(services: Services, request: Request) -> Caller | None:
         row = await services.store.session_user_by_token(conn, hash_session_token(cookie))
     if row is None:
         raise unauthorized("session_ended", "The session has ended; sign in again")
-    return Caller(row, row["session_id"], via_cookie=True)
+    return Caller(row, row["session_id"])
 
 
 async def require_caller(services: ServicesDep, request: Request) -> Caller:

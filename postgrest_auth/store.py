@@ -13,6 +13,12 @@ Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 Row = asyncpg.Record
 
 USER_COLUMNS = "id, username, username_lowercase, email, password, token_count"
+# The same, qualified for joins, plus what /auth/user shows.
+CALLER_COLUMNS = ", ".join(f"u.{c}" for c in USER_COLUMNS.split(", ")) + (
+    ", u.created_at, u.last_sign_in_at"
+)
+# A session that can still be used: the one definition the service's queries share.
+LIVE = "revoked_at is null and expires_at > now()"
 
 
 class Store:
@@ -44,12 +50,6 @@ class Store:
     async def user_by_email(self, conn: Connection, email: str) -> Row | None:
         return await conn.fetchrow(
             f"select {USER_COLUMNS} from {self.users} where email = lower($1)", email
-        )
-
-    async def user_by_id(self, conn: Connection, user_id: int) -> Row | None:
-        return await conn.fetchrow(
-            f"select {USER_COLUMNS}, created_at, last_sign_in_at from {self.users} where id = $1",
-            user_id,
         )
 
     async def insert_user(
@@ -151,15 +151,14 @@ class Store:
         The expiry moves only when that gains more than a minute: refreshes in quick succession
         stay reads, with no commit to wait for.
         """
-        user_columns = ", ".join("u." + c for c in USER_COLUMNS.split(", "))
         return (
             f"with s as (select id, user_id, created_at, expires_at from {self.sessions}"
-            f" where {session_filter} and revoked_at is null and expires_at > now()),"
+            f" where {session_filter} and {LIVE}),"
             f" pushed as (update {self.sessions} t set refreshed_at = now(),"
             f" expires_at = {self._session_end('s.created_at')} from s where t.id = s.id"
             f" and s.expires_at < {self._session_end('s.created_at')} - interval '60 seconds'"
             " returning t.id, t.expires_at)"
-            f" select {user_columns}, s.id::text as session_id,"
+            f" select {CALLER_COLUMNS}, s.id::text as session_id,"
             " coalesce(p.expires_at, s.expires_at) as expires_at"
             f" from s join {self.users} u on u.id = s.user_id"
             " left join pushed p on p.id = s.id"
@@ -170,16 +169,9 @@ class Store:
         return await conn.fetchrow(self._refresh_sql("token_hash = $1"), token_hash)
 
     async def refresh_session_by_claims(
-        self, conn: Connection, user_id: int, token_count: int, session_id: str | None
+        self, conn: Connection, user_id: int, token_count: int, session_id: str
     ) -> Row | None:
         """Extend the token's session if the user's count still matches; one trip."""
-        if session_id is None:  # a token without a session (the Node original's)
-            return await conn.fetchrow(
-                f"select {USER_COLUMNS}, null::text as session_id, null::timestamptz as expires_at"
-                f" from {self.users} where id = $1 and token_count = $2",
-                user_id,
-                token_count,
-            )
         return await conn.fetchrow(
             self._refresh_sql(
                 f"id = $1::uuid and user_id = $2 and $3 = (select token_count from {self.users}"
@@ -195,11 +187,10 @@ class Store:
     ) -> Row | None:
         """The user behind a token whose count and session are still live, without extending."""
         return await conn.fetchrow(
-            f"select u.id, u.username, u.username_lowercase, u.email, u.token_count,"
-            " u.created_at, u.last_sign_in_at from "
-            f"{self.users} u where u.id = $1 and u.token_count = $2 and ($3::uuid is null or"
-            f" exists (select from {self.sessions} s where s.id = $3::uuid and s.user_id = u.id"
-            " and s.revoked_at is null and s.expires_at > now()))",
+            f"select {CALLER_COLUMNS} from {self.users} u"
+            " where u.id = $1 and u.token_count = $2 and ($3::uuid is null or"
+            f" exists (select from {self.sessions} where id = $3::uuid and user_id = $1"
+            f" and {LIVE}))",
             user_id,
             token_count,
             session_id,
@@ -207,17 +198,16 @@ class Store:
 
     async def session_user_by_token(self, conn: Connection, token_hash: bytes) -> Row | None:
         return await conn.fetchrow(
-            f"select u.id, u.username, u.username_lowercase, u.email, u.token_count,"
-            " u.created_at, u.last_sign_in_at, s.id::text as session_id"
-            f" from {self.sessions} s join {self.users} u on u.id = s.user_id"
-            " where s.token_hash = $1 and s.revoked_at is null and s.expires_at > now()",
+            f"select {CALLER_COLUMNS}, s.id::text as session_id"
+            f" from (select id, user_id from {self.sessions} where token_hash = $1 and {LIVE}) s"
+            f" join {self.users} u on u.id = s.user_id",
             token_hash,
         )
 
     async def revoke_session(self, conn: Connection, user_id: int, session_id: str) -> bool:
         status = await conn.execute(
             f"update {self.sessions} set revoked_at = now() where id = $2::uuid"
-            " and user_id = $1 and revoked_at is null and expires_at > now()",
+            f" and user_id = $1 and {LIVE}",
             user_id,
             session_id,
         )
@@ -241,7 +231,7 @@ class Store:
         return await conn.fetch(
             "select id::text, created_at, refreshed_at, expires_at, user_agent,"
             f" host(address) as address from {self.sessions}"
-            " where user_id = $1 and revoked_at is null and expires_at > now()"
+            f" where user_id = $1 and {LIVE}"
             " order by refreshed_at desc",
             user_id,
         )

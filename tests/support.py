@@ -138,6 +138,16 @@ def sign_up(
     return r.json()
 
 
+def password_change(username: str, current: str, new: str) -> dict[str, str]:
+    """The body of a change_password with the current password."""
+    return {
+        "username": username,
+        "current_password": current,
+        "new_password": new,
+        "new_password_confirm": new,
+    }
+
+
 def body_text(message: EmailMessage) -> str:
     part = message.get_body(preferencelist=("plain",))
     assert part is not None

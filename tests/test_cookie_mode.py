@@ -15,7 +15,7 @@ from typing import Any, Literal
 import httpx
 import pytest
 
-from .support import Service, make_settings, run_sql
+from .support import Service, make_settings, password_change, run_sql
 
 Mode = Literal["bearer", "cookie"]
 PASSWORD = "correct horse battery"
@@ -333,12 +333,7 @@ def test_change_password_ends_other_sessions(stack: Stack) -> None:
     response = laptop.auth(
         "POST",
         "/change_password",
-        json={
-            "username": "alice",
-            "current_password": PASSWORD,
-            "new_password": "another good one",
-            "new_password_confirm": "another good one",
-        },
+        json=password_change("alice", PASSWORD, "another good one"),
     )
     assert response.status_code == 200, response.text
     assert phone.me()["id"] is None

@@ -32,6 +32,7 @@ from .support import (
     body_text,
     free_port,
     make_settings,
+    password_change,
     postgrest_binary,
     run_script,
     run_sql,
@@ -187,12 +188,7 @@ def test_old_token_dies_after_change_password(stack: Stack) -> None:
 
     r = stack.auth.post(
         "/change_password",
-        json={
-            "username": alice["username"],
-            "current_password": PASSWORD,
-            "new_password": "a new password",
-            "new_password_confirm": "a new password",
-        },
+        json=password_change(alice["username"], PASSWORD, "a new password"),
     )
     assert r.status_code == 200, r.text
     new = r.json()["access_token"]
@@ -267,12 +263,7 @@ def test_legacy_claim_settings_are_checked(stack: Stack, dsn: str) -> None:
     alice = stack.sign_up()
     r = stack.auth.post(
         "/change_password",
-        json={
-            "username": alice["username"],
-            "current_password": PASSWORD,
-            "new_password": "a new password",
-            "new_password_confirm": "a new password",
-        },
+        json=password_change(alice["username"], PASSWORD, "a new password"),
     )
     assert r.status_code == 200, r.text
     user_id, count = run_sql(

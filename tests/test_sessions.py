@@ -9,7 +9,7 @@ import httpx
 import jwt
 import pytest
 
-from .support import SECRET, Service, make_settings, run_sql, wait_until
+from .support import SECRET, Service, make_settings, password_change, run_sql, wait_until
 
 PASSWORD = "correct horse battery"
 
@@ -173,12 +173,7 @@ def test_change_password_ends_other_sessions(client: httpx.Client, rest: Any) ->
     phone = log_in(client)
     response = client.post(
         "/change_password",
-        json={
-            "username": "alice",
-            "current_password": PASSWORD,
-            "new_password": "another good one",
-            "new_password_confirm": "another good one",
-        },
+        json=password_change("alice", PASSWORD, "another good one"),
     )
     assert response.status_code == 200, response.text
     fresh = response.json()

@@ -9,7 +9,7 @@ from pydantic import BaseModel, EmailStr, Field
 
 from ..client import client_address
 from ..forms import body, documented
-from ..services import ServicesDep
+from ..services import Services, ServicesDep
 
 router = APIRouter(tags=["recovery"])
 
@@ -29,6 +29,14 @@ def reset_link(template: str | None, token: str, username: str) -> str:
     return template.replace("{token}", token).replace("{username}", username)
 
 
+async def _count_attempt(services: Services, request: Request, action: str, account: str) -> None:
+    """Per address and per account, known or not: a 429 says nothing about existence."""
+    address = client_address(request, services.settings.http)
+    async with services.pool.acquire() as conn:
+        await services.limiter.hit_address(conn, "recovery", address)
+        await services.limiter.hit_account(conn, action, account)
+
+
 @router.post(
     "/forgot_password",
     summary="Mail a one-time reset token (valid one hour)",
@@ -43,9 +51,7 @@ async def forgot_password(
     """The lookup and the mail happen after the answer, so a known and an unknown account take
     the same time to answer; the request changes nothing, so there is nothing to roll back."""
     settings = services.settings
-    async with services.pool.acquire() as conn:
-        await services.limiter.hit_address(conn, "recovery", client_address(request, settings.http))
-        await services.limiter.hit_account(conn, "forgot_password", form.username)
+    await _count_attempt(services, request, "forgot_password", form.username)
 
     async def send() -> None:
         async with services.pool.acquire() as conn, conn.transaction():
@@ -79,11 +85,7 @@ async def forgot_username(
     form: Annotated[ForgotUsername, Depends(body(ForgotUsername))],
 ) -> dict[str, str]:
     """Answered before the lookup, as forgot_password is."""
-    async with services.pool.acquire() as conn:
-        await services.limiter.hit_address(
-            conn, "recovery", client_address(request, services.settings.http)
-        )
-        await services.limiter.hit_account(conn, "forgot_username", form.email)
+    await _count_attempt(services, request, "forgot_username", form.email)
 
     async def send() -> None:
         async with services.pool.acquire() as conn, conn.transaction():

@@ -13,7 +13,6 @@ from ..forms import Text, body, documented
 from ..services import Services, ServicesDep
 from ..session_tokens import hash_session_token
 from ..sessions import clear_session_cookie, session_cookie, start_session, token_body
-from ..store import Row
 from ..tokens import is_node_token
 from .credentials import verify_password_login
 
@@ -69,23 +68,25 @@ async def login(
     )
 
 
-async def _refresh_by_access_token(services: Services, token: str) -> Row:
+async def _refresh_by_access_token(
+    services: Services, request: Request, response: Response, token: str
+) -> dict[str, Any]:
+    """The token's session extended; a Node-era token (no session) is traded for one of ours."""
     claims = verified_access_claims(services, token)
+    store = services.store
     async with services.pool.acquire() as conn:
-        if is_node_token(claims):  # minted by the Node original: trade it for one of ours
-            user = await services.store.user_by_username(conn, claims["aud"])
+        if is_node_token(claims):
+            user = await store.user_by_username(conn, claims["aud"])
             if user is not None and user["token_count"] == claims["count"]:
-                return user
-            row = None
-        elif str(claims.get("sub", "")).isdigit():
-            row = await services.store.refresh_session_by_claims(
-                conn, int(claims["sub"]), claims["count"], claims.get("sid")
+                session_id, session_token = await start_session(services, conn, user, request)
+                return token_body(services, response, user, session_id, session_token)
+        elif str(claims.get("sub", "")).isdigit() and claims.get("sid"):
+            row = await store.refresh_session_by_claims(
+                conn, int(claims["sub"]), claims["count"], claims["sid"]
             )
-        else:
-            row = None
-    if row is None:
-        raise unauthorized("token_revoked", "The token is no longer valid", "invalid_token")
-    return row
+            if row is not None:
+                return token_body(services, response, row, row["session_id"], None)
+    raise unauthorized("token_revoked", "The token is no longer valid", "invalid_token")
 
 
 @router.post(
@@ -105,12 +106,7 @@ async def refresh_token(
         )
     access_token = bearer_token(request)
     if access_token is not None:
-        row = await _refresh_by_access_token(services, access_token)
-        if row.get("session_id") is None:  # a Node-era token: it gets a session now
-            async with services.pool.acquire() as conn:
-                session_id, session_token = await start_session(services, conn, row, request)
-            return token_body(services, response, row, session_id, session_token)
-        return token_body(services, response, row, row["session_id"], None)
+        return await _refresh_by_access_token(services, request, response, access_token)
     session_token = form.refresh_token or session_cookie(services, request)
     if session_token is None:
         raise unauthorized(
