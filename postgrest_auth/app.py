@@ -12,15 +12,15 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
-from .body_limit import BodyLimitMiddleware
-from .client import refuse_cross_origin_writes
+from .api import meta, original
+from .api.body_limit import BodyLimitMiddleware
+from .api.csrf import refuse_cross_origin_writes
+from .api.errors import ErrorShapes, install_error_handlers
 from .config import Settings
-from .errors import install_error_handlers
 from .mail import MailTemplates, MailWorker, Outbox, make_sender
 from .migrate import migrate
 from .passwords import PasswordHasher
 from .ratelimit import RateLimiter
-from .routes import accounts, meta, recovery, sessions, tokens
 from .services import Afterwards, Services
 from .store import Store
 from .tokens import TokenIssuer
@@ -48,7 +48,8 @@ async def open_pool(settings: Settings) -> asyncpg.Pool:
 
 
 async def _sweep(services: Services) -> None:
-    """Delete sessions ended a day ago and rate-limit windows long past, every so often."""
+    """Delete sessions ended a day ago and rate-limit windows long past, every so often; and
+    keep the dummy hash at the stored hashes' most common cost as logins rehash them."""
     settings = services.settings
     while True:
         await asyncio.sleep(settings.sessions.cleanup_interval)
@@ -59,6 +60,13 @@ async def _sweep(services: Services) -> None:
             log.info("janitor: removed %s ended sessions", removed)
         except Exception as exc:
             log.warning("janitor: %s", type(exc).__name__)
+        try:
+            async with services.pool.acquire() as conn:
+                stored_cost = await services.store.most_common_password_cost(conn)
+            if await services.hasher.set_dummy_cost(stored_cost):
+                log.info("janitor: dummy hash now at cost %s", services.hasher.dummy_cost)
+        except Exception as exc:
+            log.warning("janitor: dummy hash cost: %s", type(exc).__name__)
 
 
 def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> FastAPI:
@@ -72,6 +80,13 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
                 await migrate(conn, settings)
         store = Store(settings)
         hasher = PasswordHasher(settings.passwords)
+        # Unknown accounts cost what the stored hashes cost, not what new ones will (timing).
+        try:
+            async with pool.acquire() as conn:
+                stored_cost = await store.most_common_password_cost(conn)
+            await hasher.set_dummy_cost(stored_cost)
+        except Exception as exc:  # the configured cost until the janitor's next try
+            log.warning("dummy hash cost: %s", type(exc).__name__)
         services = Services(
             settings=settings,
             pool=pool,
@@ -105,10 +120,11 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
         openapi_url=f"{settings.prefix}/openapi.json",
         redoc_url=None,
     )
-    install_error_handlers(app)
-    for module in (accounts, tokens, recovery, sessions, meta):
+    shapes = ErrorShapes()
+    install_error_handlers(app, shapes)
+    for router in (*original.ROUTERS, meta.router):
         app.include_router(
-            module.router,
+            router,
             prefix=settings.prefix,
             dependencies=[Depends(refuse_cross_origin_writes)],
         )
@@ -121,5 +137,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
         )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.http.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.http.max_body_bytes, render=shapes.render
+    )
     return app

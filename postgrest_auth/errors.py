@@ -1,127 +1,81 @@
-"""The error shape of the original's production mode, for every refusal the service makes.
+"""Every refusal the service makes, as a code; each API renders it in its own shape.
 
-`{"status", "statusText", "code", "message", "errors": [{"field", "location", "messages"}]}`:
-JSON always, never HTML, never a stack trace.
+The account operations raise `ServiceError(code, …)` and know nothing of HTTP: the original API
+answers `{"status", "statusText", "code", "message", "errors"}`, the GoTrue-compatible API
+`{"code", "message"}`, each with the status its clients expect for the code (GoTrue's
+`apierrors` package is the model). A cause (a database error, say) rides along as
+`__cause__`, so the log tells why while the answer stays short.
 """
 
 from __future__ import annotations
 
-import logging
-from http import HTTPStatus
+from enum import StrEnum
 from typing import Any
 
-import asyncpg
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException
 
-log = logging.getLogger(__name__)
+class Code(StrEnum):
+    # the request itself
+    VALIDATION_FAILED = "validation_failed"
+    INVALID_JSON = "invalid_json"
+    INVALID_FORM = "invalid_form"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    BODY_TOO_LARGE = "body_too_large"
+    CROSS_ORIGIN = "cross_origin"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    # credentials
+    MISSING_CREDENTIALS = "missing_credentials"
+    INVALID_CREDENTIALS = "invalid_credentials"
+    INVALID_TOKEN = "invalid_token"
+    TOKEN_REVOKED = "token_revoked"
+    INVALID_RESET_TOKEN = "invalid_reset_token"
+    SESSION_ENDED = "session_ended"
+    SESSION_NOT_FOUND = "session_not_found"
+    REFRESH_TOKEN_NOT_FOUND = "refresh_token_not_found"
+    REFRESH_TOKEN_REUSED = "refresh_token_reused"
+    REAUTHENTICATION_NEEDED = "reauthentication_needed"
+    EMAIL_NOT_CONFIRMED = "email_not_confirmed"
+    OTP_EXPIRED = "otp_expired"
+    # accounts
+    USERNAME_TAKEN = "username_taken"
+    EMAIL_TAKEN = "email_taken"
+    USER_NOT_FOUND = "user_not_found"
+    SIGNUP_DISABLED = "signup_disabled"
+    METADATA_TOO_LARGE = "metadata_too_large"
+    # limits and faults
+    RATE_LIMITED = "rate_limited"
+    EMAIL_RATE_LIMITED = "email_rate_limited"
+    DATABASE_UNAVAILABLE = "database_unavailable"
+    INTERNAL_ERROR = "internal_error"
 
-DATABASE_RETRY_AFTER = "5"
+
+# The database says try again shortly: seconds for Retry-After.
+DATABASE_RETRY_AFTER = 5
 
 
-class ApiError(Exception):
+class ServiceError(Exception):
+    """A refusal with a code, a message safe to show, and the fields at fault."""
+
     def __init__(
         self,
-        status: int,
-        code: str,
+        code: Code,
         message: str,
         errors: list[dict[str, Any]] | None = None,
-        headers: dict[str, str] | None = None,
+        *,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
-        self.status = status
         self.code = code
         self.message = message
         self.errors = errors or []
-        self.headers = headers or {}
+        self.retry_after = retry_after
 
 
 def field_error(field: str, *messages: str) -> dict[str, Any]:
     return {"field": field, "location": "body", "messages": list(messages)}
 
 
-def invalid(errors: list[dict[str, Any]], message: str = "Some fields are not valid") -> ApiError:
-    return ApiError(400, "validation_failed", message, errors)
-
-
-def unauthorized(code: str, message: str, bearer_error: str | None = None) -> ApiError:
-    challenge = "Bearer" + (f' error="{bearer_error}"' if bearer_error else "")
-    return ApiError(401, code, message, headers={"WWW-Authenticate": challenge})
-
-
-def error_response(
-    status: int,
-    code: str,
-    message: str,
-    errors: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    body = {
-        "status": status,
-        "statusText": HTTPStatus(status).phrase,
-        "code": code,
-        "message": message,
-        "errors": errors or [],
-    }
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-# What a lost or restarting database raises; answered 503 and never logged as a crash.
-DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    # 55000 at connect: the database is not accepting connections (allow_connections false)
-    asyncpg.ObjectNotInPrerequisiteStateError,
-    # a connection killed mid-statement can leave asyncpg's protocol in a state it refuses
-    asyncpg.InternalClientError,
-    # the database asks for the transaction to be tried again
-    asyncpg.DeadlockDetectedError,
-    asyncpg.SerializationError,
-)
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.errors, exc.headers)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
-        message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-        return error_response(exc.status_code, code, message, headers=exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {
-                "field": str(e["loc"][-1]),
-                "location": str(e["loc"][0]),
-                "messages": [e["msg"]],
-            }
-            for e in exc.errors()
-        ]
-        return error_response(400, "validation_failed", "Some fields are not valid", errors)
-
-    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-        log.warning("database unavailable during %s: %s", request.url.path, type(exc).__name__)
-        return error_response(
-            503,
-            "database_unavailable",
-            "The database is unavailable or busy; try again shortly",
-            headers={"Retry-After": DATABASE_RETRY_AFTER},
-        )
-
-    for exc_class in DATABASE_UNAVAILABLE:
-        app.add_exception_handler(exc_class, database_unavailable)
-
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        # Starlette re-raises after answering, so the server logs the traceback once.
-        return error_response(500, "internal_error", "Something went wrong on our side")
+def invalid(
+    errors: list[dict[str, Any]], message: str = "Some fields are not valid"
+) -> ServiceError:
+    return ServiceError(Code.VALIDATION_FAILED, message, errors)

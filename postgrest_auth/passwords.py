@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,17 @@ from passlib.context import CryptContext
 from .config import Passwords
 
 T = TypeVar("T")
+
+# "$2b$12$..." (also $2a$, $2y$, and the original $2$): the cost is the two digits.
+BCRYPT_COST = re.compile(r"^\$2[aby]?\$(\d\d)\$")
+# What bcrypt accepts; a stored cost outside it is not a bcrypt hash we can imitate.
+MIN_COST, MAX_COST = 4, 31
+
+
+def bcrypt_cost(hashed: str) -> int | None:
+    """The cost a bcrypt hash was made at, None when it is not one."""
+    match = BCRYPT_COST.match(hashed)
+    return int(match.group(1)) if match else None
 
 
 class PasswordHasher:
@@ -28,7 +40,35 @@ class PasswordHasher:
             max_workers=os.cpu_count() or 1, thread_name_prefix="bcrypt"
         )
         # Verified against when the account does not exist, so both answers cost the same.
+        # Its cost follows the stored hashes (set_dummy_cost), not necessarily the policy.
         self._dummy_hash = self._context.hash(secrets.token_urlsafe(16))
+        self._dummy_lock = asyncio.Lock()
+
+    @property
+    def dummy_cost(self) -> int:
+        """The cost unknown accounts are verified at, read off the dummy hash itself."""
+        cost = bcrypt_cost(self._dummy_hash)
+        assert cost is not None
+        return cost
+
+    async def set_dummy_cost(self, cost: int | None) -> bool:
+        """Make the dummy hash at `cost` (None, or outside bcrypt's range: the configured one).
+
+        Why: a login verifies a known account against its stored hash, which keeps the cost
+        it was made at until that user's next login rehashes it. After an operator raises
+        (or lowers) bcrypt_rounds, a dummy at the configured cost would make unknown accounts
+        measurably slower (or faster) than known ones: user enumeration by timing. So the
+        caller passes the stored hashes' most common cost (Store.most_common_password_cost).
+        Hashed off the event loop, and only when the cost changes. True when it changed.
+        """
+        if cost is None or not MIN_COST <= cost <= MAX_COST:
+            cost = self.policy.bcrypt_rounds
+        async with self._dummy_lock:
+            if cost == self.dummy_cost:
+                return False
+            context = self._context.copy(bcrypt__rounds=cost)
+            self._dummy_hash = await self._run(context.hash, secrets.token_urlsafe(16))
+            return True
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -6,7 +6,7 @@ import ipaddress
 from datetime import UTC, datetime
 
 from .config import Limit, RateLimits
-from .errors import ApiError
+from .errors import Code, ServiceError
 from .store import Connection, Store
 
 
@@ -56,12 +56,9 @@ def address_bucket(address: str) -> str:
     return str(ip)
 
 
-def _too_many(window_started_at: datetime, limit: Limit) -> ApiError:
+def _too_many(window_started_at: datetime, limit: Limit) -> ServiceError:
     elapsed = (datetime.now(UTC) - window_started_at).total_seconds()
     retry_after = max(1, int(limit.window - elapsed) + 1)
-    return ApiError(
-        429,
-        "rate_limited",
-        "Too many attempts; wait before trying again",
-        headers={"Retry-After": str(retry_after)},
+    return ServiceError(
+        Code.RATE_LIMITED, "Too many attempts; wait before trying again", retry_after=retry_after
     )

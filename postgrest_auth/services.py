@@ -1,4 +1,4 @@
-"""What a request handler needs, built once per app by the lifespan."""
+"""What the account operations need, built once per app by the lifespan. No HTTP here."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
 
 import asyncpg
-from fastapi import Depends, Request
 
 from .config import Settings
 from .mail import Outbox
@@ -60,11 +58,3 @@ class Services:
     outbox: Outbox
     limiter: RateLimiter
     afterwards: Afterwards
-
-
-async def get_services(request: Request) -> Services:
-    """Async on purpose: a sync dependency would cost a thread-pool hop per request."""
-    return request.app.state.services
-
-
-ServicesDep = Annotated[Services, Depends(get_services)]

@@ -115,6 +115,33 @@ class Store:
             email,
         )
 
+    async def most_common_password_cost(
+        self, conn: Connection, sample_rows: int | None = 10000
+    ) -> int | None:
+        """The bcrypt cost most stored hashes have; None when no stored hash is bcrypt.
+
+        Unknown accounts are verified against a dummy hash made at it, so they take as long
+        as known ones while old hashes wait for their owner's next login to be rehashed at
+        the configured cost (PasswordHasher.set_dummy_cost).
+
+        Cheap on millions of rows: a block sample (tablesample system) whose percentage is
+        sized from the planner's row estimate (pg_class.reltuples) to about `sample_rows`
+        rows; the whole table when the estimate is no larger, missing (never analysed) or
+        sample_rows is None, and again whole when a partial sample came back empty.
+        """
+        sql = (
+            "select cost from (select substring(password from $1)::int as cost"
+            f" from {self.users} tablesample system (coalesce((select least(100,"
+            " $2::float8 * 100 / nullif(greatest(reltuples, 0), 0))"
+            " from pg_class where oid = to_regclass($3)), 100))) sampled"
+            " group by cost order by cost is null, count(*) desc, cost desc limit 1"
+        )
+        pattern = r"^\$2[aby]?\$(\d\d)\$"  # $2b$12$...: the two digits
+        row = await conn.fetchrow(sql, pattern, sample_rows, self.users)
+        if row is None and sample_rows is not None:  # sampled no row: a stale estimate?
+            row = await conn.fetchrow(sql, pattern, None, self.users)
+        return None if row is None else row["cost"]
+
     # -- sessions ------------------------------------------------------------------------------
 
     async def create_session(

@@ -26,8 +26,8 @@ import pytest
 import uvicorn
 from starlette.requests import Request
 
+from postgrest_auth.api.client import client_address
 from postgrest_auth.app import create_app
-from postgrest_auth.client import client_address
 from postgrest_auth.config import ConfigError, Email, Http
 from postgrest_auth.ratelimit import address_bucket
 

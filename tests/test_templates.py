@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from postgrest_auth.accounts.recovery import reset_link
 from postgrest_auth.config import Email
 from postgrest_auth.mail.senders import build_message
 from postgrest_auth.mail.templates import KINDS, MailTemplates
-from postgrest_auth.routes.recovery import reset_link
 
 CONTEXT = {
     "app_name": "Theories",

@@ -9,11 +9,11 @@ import bcrypt
 import jwt
 import pytest
 
+from postgrest_auth.accounts.recovery import reset_link
 from postgrest_auth.cli import build_parser, overrides_from
 from postgrest_auth.config import Passwords, load_settings
 from postgrest_auth.migrate import render, template_values
 from postgrest_auth.passwords import PasswordHasher
-from postgrest_auth.routes.recovery import reset_link
 from postgrest_auth.sqltext import quote_ident, quote_literal
 from postgrest_auth.tokens import ACCESS, RESET, InvalidToken, TokenIssuer, is_node_token
 from postgrest_auth.validation import password_problems, username_problems

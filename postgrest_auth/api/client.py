@@ -1,4 +1,4 @@
-"""Who is calling: the client address (behind a trusted proxy) and cross-origin checks."""
+"""Who is calling: the client address (behind a trusted proxy), and from which origin."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ import ipaddress
 
 from fastapi import Request
 
-from .config import Http
-from .errors import ApiError
-from .services import ServicesDep
+from ..config import Http
 
 
 def client_address(request: Request, settings: Http) -> str | None:
@@ -53,18 +51,3 @@ def is_cross_origin(request: Request, allowed_origins: list[str]) -> bool:
     if origin is None:  # browsers send Origin on every cross-origin write
         return False
     return origin.split("://", 1)[-1] != request.headers.get("host")
-
-
-SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-
-
-async def refuse_cross_origin_writes(request: Request, services: ServicesDep) -> None:
-    """In cookie mode, every write to the service must come from an allowed page: not only
-    those that use the cookie, but also those that set it (a forged login is CSRF too)."""
-    settings = services.settings
-    if (
-        settings.cookie.enabled
-        and request.method not in SAFE_METHODS
-        and is_cross_origin(request, settings.http.cors_origins)
-    ):
-        raise ApiError(403, "cross_origin", "Writes in cookie mode must come from this site")

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from ..services import ServicesDep
+from .deps import ServicesDep
 
 router = APIRouter(tags=["meta"])
 

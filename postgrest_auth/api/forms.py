@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 from fastapi import Request
 from pydantic import BaseModel, Field, ValidationError
 
-from .errors import ApiError, invalid
+from ..errors import Code, ServiceError, invalid
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -30,16 +30,16 @@ async def read_fields(request: Request) -> dict[str, Any]:
         try:
             data = json.loads(raw)
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-            raise ApiError(400, "invalid_json", "The body is not valid JSON") from None
+            raise ServiceError(Code.INVALID_JSON, "The body is not valid JSON") from None
         if not isinstance(data, dict):
-            raise ApiError(400, "invalid_json", "The body must be a JSON object")
+            raise ServiceError(Code.INVALID_JSON, "The body must be a JSON object")
         return data
     if media_type == FORM:
         try:
             return dict(parse_qsl(raw.decode(), keep_blank_values=True, strict_parsing=False))
         except UnicodeDecodeError:
-            raise ApiError(400, "invalid_form", "The form is not valid UTF-8") from None
-    raise ApiError(415, "unsupported_media_type", f"Send the body as {JSON} or {FORM}")
+            raise ServiceError(Code.INVALID_FORM, "The form is not valid UTF-8") from None
+    raise ServiceError(Code.UNSUPPORTED_MEDIA_TYPE, f"Send the body as {JSON} or {FORM}")
 
 
 def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import error_response
+from ..errors import Code, ServiceError
 
 
 class BodyTooLarge(Exception):
@@ -12,9 +15,12 @@ class BodyTooLarge(Exception):
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, render: Callable[[str, ServiceError], Response]
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.render = render
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -48,7 +54,8 @@ class BodyLimitMiddleware:
                 await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(
-            413, "body_too_large", f"The body is larger than {self.max_bytes} bytes"
+        refusal = ServiceError(
+            Code.BODY_TOO_LARGE, f"The body is larger than {self.max_bytes} bytes"
         )
+        response = self.render(scope["path"], refusal)
         await response(scope, receive, send)

@@ -7,9 +7,9 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
+from ...accounts import sessions
 from ..caller import CallerDep
-from ..errors import ApiError
-from ..services import ServicesDep
+from ..deps import ServicesDep
 
 router = APIRouter(tags=["sessions"])
 
@@ -29,8 +29,7 @@ async def current_user(caller: CallerDep) -> dict[str, Any]:
 
 @router.get("/sessions", summary="The current user's live sessions")
 async def list_sessions(services: ServicesDep, caller: CallerDep) -> list[dict[str, Any]]:
-    async with services.pool.acquire() as conn:
-        rows = await services.store.list_sessions(conn, caller.user["id"])
+    rows = await sessions.list_sessions(services, caller)
     return [
         {
             "id": row["id"],
@@ -47,8 +46,5 @@ async def list_sessions(services: ServicesDep, caller: CallerDep) -> list[dict[s
 
 @router.delete("/sessions/{session_id}", status_code=204, summary="End one of one's sessions")
 async def end_session(services: ServicesDep, caller: CallerDep, session_id: uuid.UUID) -> Response:
-    async with services.pool.acquire() as conn:
-        ended = await services.store.revoke_session(conn, caller.user["id"], str(session_id))
-    if not ended:
-        raise ApiError(404, "session_not_found", "No live session of yours has that id")
+    await sessions.end_session(services, caller, str(session_id))
     return Response(status_code=204)

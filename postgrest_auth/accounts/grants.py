@@ -1,0 +1,46 @@
+"""Starting a session and what a successful sign-in hands back: tokens, not HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..services import Services
+from ..session_tokens import hash_session_token, new_session_token
+from ..store import Connection, Row
+from .context import ClientInfo
+
+
+@dataclass(frozen=True)
+class Grant:
+    """An access token for `user`, and the session's opaque token when the client gets a new
+    one (sign-in, rotation); None when it keeps the one it has."""
+
+    user: Row | dict[str, Any]
+    session_id: str
+    access_token: str
+    expires_in: int
+    refresh_token: str | None
+
+
+def grant(
+    services: Services, user: Row | dict[str, Any], session_id: str, refresh_token: str | None
+) -> Grant:
+    return Grant(
+        user=user,
+        session_id=session_id,
+        access_token=services.tokens.access_token(dict(user), session_id),
+        expires_in=services.settings.payload.exp,
+        refresh_token=refresh_token,
+    )
+
+
+async def start_session(
+    services: Services, conn: Connection, user: Row, client: ClientInfo
+) -> Grant:
+    """A new session for `user`, in the caller's transaction."""
+    token = new_session_token()
+    row = await services.store.create_session(
+        conn, user["id"], hash_session_token(token), client.user_agent, client.address
+    )
+    return grant(services, user, row["id"], token)

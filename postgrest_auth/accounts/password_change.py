@@ -1,0 +1,77 @@
+"""A new password, proven by the current one or by a mailed reset token; every older token dies."""
+
+from __future__ import annotations
+
+import hmac
+
+from ..errors import Code, ServiceError, field_error
+from ..services import Services
+from ..store import Row
+from ..tokens import RESET, InvalidToken
+from ..validation import password_problems, refuse_if
+from .context import ClientInfo
+from .credentials import verify_password
+from .grants import Grant, start_session
+
+
+def check_new_password(services: Services, new_password: str, confirmation: str | None) -> None:
+    problems = password_problems(services.settings, "new_password", new_password)
+    if confirmation is not None and new_password != confirmation:
+        problems.append(field_error("new_password_confirm", "does not match new_password"))
+    refuse_if(problems)
+
+
+async def user_proving_reset(services: Services, username: str, reset_token: str) -> Row:
+    """The account a reset token was mailed for, if the token is still good for it."""
+    try:
+        claims = services.tokens.decode(reset_token, RESET)
+    except InvalidToken as exc:
+        raise ServiceError(Code.INVALID_RESET_TOKEN, f"The reset token is refused: {exc}") from exc
+    async with services.pool.acquire() as conn:
+        user = await services.store.user_by_username(conn, username)
+    if (
+        user is None
+        or str(user["id"]) != claims.get("sub")
+        or user["token_count"] != claims["count"]
+        or not hmac.compare_digest(
+            str(claims.get("eml", "")), services.tokens.email_fingerprint(user["email"])
+        )
+    ):
+        # Used already (the count moved on), made for another account, or mailed to an
+        # address the account no longer has.
+        raise ServiceError(Code.INVALID_RESET_TOKEN, "The reset token is no longer valid")
+    return user
+
+
+async def change_password(
+    services: Services,
+    client: ClientInfo,
+    username: str,
+    new_password: str,
+    *,
+    confirmation: str | None,
+    current_password: str | None = None,
+    reset_token: str | None = None,
+) -> Grant:
+    """Every session ends (every device signs in anew) and a new one starts for this client."""
+    check_new_password(services, new_password, confirmation)
+    if reset_token is not None:
+        user = await user_proving_reset(services, username, reset_token)
+    else:
+        user = await verify_password(
+            services, client, "change_password", username, current_password or "", by_email=False
+        )
+    new_hash = await services.hasher.hash(new_password)
+    async with services.pool.acquire() as conn, conn.transaction():
+        updated = await services.store.set_password(conn, user["id"], new_hash, user["token_count"])
+        if updated is None:  # another change won the race; this proof is spent
+            raise ServiceError(
+                Code.INVALID_CREDENTIALS, "The password changed meanwhile; try again"
+            )
+        await services.store.revoke_sessions(conn, user["id"])
+        granted = await start_session(services, conn, updated, client)
+        if updated["email"]:
+            await services.outbox.enqueue(
+                conn, "password_changed", updated["email"], username=updated["username"]
+            )
+    return granted

@@ -1,0 +1,113 @@
+"""Signing in, refreshing, knowing the caller, and signing out: one session per device."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..errors import Code, ServiceError
+from ..services import Services
+from ..session_tokens import hash_session_token
+from ..store import Row
+from ..tokens import ACCESS, InvalidToken, is_node_token
+from .context import ClientInfo
+from .credentials import verify_password
+from .grants import Grant, grant, start_session
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The signed-in user of a request, and the session its credentials belong to."""
+
+    user: Row
+    session_id: str | None
+
+
+async def sign_in_with_password(
+    services: Services, client: ClientInfo, login: str, password: str, *, by_email: bool
+) -> Grant:
+    user = await verify_password(services, client, "login", login, password, by_email=by_email)
+    async with services.pool.acquire() as conn, conn.transaction():
+        await services.store.record_sign_in(conn, user["id"])
+        return await start_session(services, conn, user, client)
+
+
+def access_claims(services: Services, token: str) -> dict[str, Any]:
+    """The claims of a valid access token (ours or the Node original's)."""
+    try:
+        return services.tokens.decode(token, ACCESS)
+    except InvalidToken as exc:
+        raise ServiceError(Code.INVALID_TOKEN, f"Bearer token refused: {exc}") from exc
+
+
+async def refresh_with_access_token(services: Services, client: ClientInfo, token: str) -> Grant:
+    """The token's session extended; a Node-era token (no session) is traded for one of ours."""
+    claims = access_claims(services, token)
+    store = services.store
+    async with services.pool.acquire() as conn:
+        if is_node_token(claims):
+            user = await store.user_by_username(conn, claims["aud"])
+            if user is not None and user["token_count"] == claims["count"]:
+                return await start_session(services, conn, user, client)
+        elif str(claims.get("sub", "")).isdigit() and claims.get("sid"):
+            row = await store.refresh_session_by_claims(
+                conn, int(claims["sub"]), claims["count"], claims["sid"]
+            )
+            if row is not None:
+                return grant(services, row, row["session_id"], None)
+    raise ServiceError(Code.TOKEN_REVOKED, "The token is no longer valid")
+
+
+async def refresh_with_session_token(services: Services, session_token: str) -> Grant:
+    """A new access token for the session the opaque token (refresh token or cookie) names."""
+    async with services.pool.acquire() as conn:
+        row = await services.store.refresh_session_by_token(conn, hash_session_token(session_token))
+    if row is None:
+        raise ServiceError(Code.SESSION_ENDED, "The session has ended; sign in again")
+    return grant(services, row, row["session_id"], session_token)
+
+
+async def caller_from_access_token(services: Services, token: str) -> Caller:
+    claims = access_claims(services, token)
+    if not str(claims.get("sub", "")).isdigit():
+        raise ServiceError(Code.INVALID_TOKEN, "Sign in again to get a current token")
+    async with services.pool.acquire() as conn:
+        user = await services.store.live_session(
+            conn, int(claims["sub"]), claims["count"], claims.get("sid")
+        )
+    if user is None:
+        raise ServiceError(Code.TOKEN_REVOKED, "The token is no longer valid")
+    return Caller(user, claims.get("sid"))
+
+
+async def caller_from_session_token(services: Services, session_token: str) -> Caller:
+    async with services.pool.acquire() as conn:
+        row = await services.store.session_user_by_token(conn, hash_session_token(session_token))
+    if row is None:
+        raise ServiceError(Code.SESSION_ENDED, "The session has ended; sign in again")
+    return Caller(row, row["session_id"])
+
+
+async def sign_out(services: Services, caller: Caller, scope: Literal["local", "global"]) -> None:
+    user_id = caller.user["id"]
+    async with services.pool.acquire() as conn, conn.transaction():
+        if scope == "global":
+            # The user row first, then the sessions: the order change_password locks them in.
+            await services.store.bump_token_count(conn, user_id)  # sessionless tokens die too
+            await services.store.revoke_sessions(conn, user_id)
+        elif caller.session_id is None or not await services.store.revoke_session(
+            conn, user_id, caller.session_id
+        ):
+            raise ServiceError(Code.SESSION_ENDED, "This session has already ended")
+
+
+async def list_sessions(services: Services, caller: Caller) -> list[Row]:
+    async with services.pool.acquire() as conn:
+        return await services.store.list_sessions(conn, caller.user["id"])
+
+
+async def end_session(services: Services, caller: Caller, session_id: str) -> None:
+    async with services.pool.acquire() as conn:
+        ended = await services.store.revoke_session(conn, caller.user["id"], session_id)
+    if not ended:
+        raise ServiceError(Code.SESSION_NOT_FOUND, "No live session of yours has that id")

@@ -1,0 +1,63 @@
+"""Sign-up: the user, its compat-mode role, its first session and its welcome mail, at once."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from ..errors import Code, ServiceError, field_error, invalid
+from ..services import Services
+from ..validation import password_problems, refuse_if, username_problems
+from .context import ClientInfo
+from .grants import Grant, start_session
+
+
+def taken(exc: asyncpg.UniqueViolationError | asyncpg.DuplicateObjectError) -> ServiceError:
+    """Which field a unique violation is about. Ours is <table>_email_uniq; a table adopted
+    from the Node original may have <table>_email_key."""
+    constraint = getattr(exc, "constraint_name", None) or ""
+    if constraint.endswith(("_email_uniq", "_email_key")):
+        return ServiceError(
+            Code.EMAIL_TAKEN,
+            "That email is already taken",
+            [field_error("email", "is already taken")],
+        )
+    return ServiceError(
+        Code.USERNAME_TAKEN,
+        "That username is already taken",
+        [field_error("username", "is already taken")],
+    )
+
+
+async def sign_up(
+    services: Services, client: ClientInfo, username: str, password: str, email: str | None
+) -> Grant:
+    settings = services.settings
+    refuse_if(
+        username_problems(settings, username) + password_problems(settings, "password", password)
+    )
+    async with services.pool.acquire() as conn:
+        await services.limiter.hit_address(conn, "signup", client.address)
+    password_hash = await services.hasher.hash(password)
+    try:
+        async with services.pool.acquire() as conn, conn.transaction():
+            user = await services.store.insert_user(conn, username, email, password_hash)
+            if settings.roles.per_user:
+                await services.store.create_user_role(conn, user["username_lowercase"])
+            granted = await start_session(services, conn, user, client)
+            if user["email"]:
+                await services.outbox.enqueue(
+                    conn, "welcome", user["email"], username=user["username"]
+                )
+    except (asyncpg.UniqueViolationError, asyncpg.DuplicateObjectError) as exc:
+        raise taken(exc) from exc
+    except (
+        asyncpg.ReservedNameError
+    ) as exc:  # compat mode: "public", "none", "pg_…" cannot be roles
+        raise ServiceError(
+            Code.USERNAME_TAKEN,
+            "That username is not available",
+            [field_error("username", "is not available")],
+        ) from exc
+    except asyncpg.StringDataRightTruncationError as exc:  # a pattern wider than the column
+        raise invalid([field_error("username", "is longer than the users table allows")]) from exc
+    return granted

@@ -1,0 +1,1 @@
+"""HTTP adapters over the account operations: each maps its request and answer shapes only."""

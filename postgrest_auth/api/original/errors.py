@@ -1,0 +1,65 @@
+"""The original API's error shape and statuses (the Node original's production mode):
+`{"status", "statusText", "code", "message", "errors": [{"field", "location", "messages"}]}`."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from fastapi.responses import JSONResponse
+
+from ...errors import Code, ServiceError
+
+STATUS: dict[Code, int] = {
+    Code.VALIDATION_FAILED: 400,
+    Code.INVALID_JSON: 400,
+    Code.INVALID_FORM: 400,
+    Code.METADATA_TOO_LARGE: 400,
+    Code.UNSUPPORTED_MEDIA_TYPE: 415,
+    Code.BODY_TOO_LARGE: 413,
+    Code.CROSS_ORIGIN: 403,
+    Code.NOT_FOUND: 404,
+    Code.METHOD_NOT_ALLOWED: 405,
+    Code.MISSING_CREDENTIALS: 401,
+    Code.INVALID_CREDENTIALS: 401,
+    Code.INVALID_TOKEN: 401,
+    Code.TOKEN_REVOKED: 401,
+    Code.INVALID_RESET_TOKEN: 401,
+    Code.SESSION_ENDED: 401,
+    Code.REFRESH_TOKEN_NOT_FOUND: 401,
+    Code.REFRESH_TOKEN_REUSED: 401,
+    Code.REAUTHENTICATION_NEEDED: 401,
+    Code.EMAIL_NOT_CONFIRMED: 403,
+    Code.OTP_EXPIRED: 401,
+    Code.SESSION_NOT_FOUND: 404,
+    Code.USER_NOT_FOUND: 404,
+    Code.USERNAME_TAKEN: 409,
+    Code.EMAIL_TAKEN: 409,
+    Code.SIGNUP_DISABLED: 403,
+    Code.RATE_LIMITED: 429,
+    Code.EMAIL_RATE_LIMITED: 429,
+    Code.DATABASE_UNAVAILABLE: 503,
+    Code.INTERNAL_ERROR: 500,
+}
+
+# 401s about a bearer token say so in the challenge (RFC 6750).
+BEARER_ERROR = {Code.INVALID_TOKEN: "invalid_token", Code.TOKEN_REVOKED: "invalid_token"}
+
+
+def render(error: ServiceError) -> JSONResponse:
+    status = STATUS.get(error.code, 400)
+    headers: dict[str, str] = {}
+    if status == 401:
+        bearer_error = BEARER_ERROR.get(error.code)
+        headers["WWW-Authenticate"] = "Bearer" + (
+            f' error="{bearer_error}"' if bearer_error else ""
+        )
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
+    body = {
+        "status": status,
+        "statusText": HTTPStatus(status).phrase,
+        "code": str(error.code),
+        "message": error.message,
+        "errors": error.errors,
+    }
+    return JSONResponse(body, status_code=status, headers=headers)

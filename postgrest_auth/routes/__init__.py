@@ -1,1 +1,0 @@
-"""One router per area; `app.py` mounts them under the configured prefix."""
