@@ -11,9 +11,10 @@
 -- superuser): the foreign key and the `api.users` view need to read that table.
 --
 -- Whether a request carries a bearer token or a session cookie, PostgREST (or the `auth.authenticate`
--- pre-request) leaves the same claims in `request.jwt.claims`: `sub` is the user id as text, `role`
--- and `username` as in the token. Everything below is keyed on those claims, so it works unchanged in
--- both modes.
+-- pre-request) leaves the same claims in `request.jwt.claims`: `sub` is the user's UUID, `role`,
+-- `username`, `email` and the metadata as in the token. Everything below is keyed on those claims
+-- through `auth.uid()` (installed by `postgrest-auth migrate`, as Supabase has it), so it works
+-- unchanged in both modes, and policies written for Supabase port as they are.
 --
 -- Two schemas keep storage and interface apart:
 --
@@ -28,25 +29,13 @@ begin;
 
 -- ## Who is asking
 --
--- One small function reads the current user's id from the claims, so the column default and the
--- policies below say it the same way. It answers null for anonymous requests, and for tokens whose
--- `sub` is not a user id (tokens minted by the Node original carry `sub: "access"`), instead of
--- failing the whole request on a bad cast.
+-- `auth.uid()` reads the current user's UUID from the claims. It answers null for anonymous
+-- requests, and for tokens whose `sub` is not a UUID (tokens minted by the Node original carry
+-- `sub: "access"`), instead of failing the whole request on a bad cast.
 
 create schema if not exists app;
 comment on schema app is 'To-do example: tables. Not exposed by PostgREST; reached through the api views.';
 grant usage on schema app to web_anon, normal_user;
-
-create or replace function app.current_user_id() returns integer
-language sql stable
-set search_path = pg_catalog, pg_temp
-as $$
-  select case when sub ~ '^[0-9]{1,9}$' then sub::integer end
-  from (select nullif(current_setting('request.jwt.claims', true), '')::json->>'sub' as sub) as claims;
-$$;
-comment on function app.current_user_id() is 'The signed-in user''s id (claim sub), or null for anonymous requests.';
-revoke execute on function app.current_user_id() from public;
-grant execute on function app.current_user_id() to web_anon, normal_user;
 
 -- ## To-dos
 --
@@ -56,8 +45,8 @@ grant execute on function app.current_user_id() to web_anon, normal_user;
 
 create table if not exists app.todos (
   id bigint generated always as identity primary key,
-  user_id integer not null default app.current_user_id()
-    references auth.users (id) on delete cascade,
+  user_id uuid not null default auth.uid()
+    references auth.users (uid) on delete cascade,
   description text not null
     constraint todos_description_length check (length(description) between 1 and 500),
   done boolean not null default false,
@@ -92,8 +81,8 @@ drop policy if exists todos_owner on app.todos;
 create policy todos_owner on app.todos
   for all
   to normal_user
-  using (user_id = app.current_user_id())
-  with check (user_id = app.current_user_id());
+  using (user_id = auth.uid())
+  with check (user_id = auth.uid());
 comment on policy todos_owner on app.todos is 'Owners select, insert, update and delete their own to-dos.';
 
 -- Anyone reads public rows. This policy is for `select` only: someone else's public to-do can be seen,
@@ -147,9 +136,9 @@ grant insert (description, done, public), update (description, done, public), de
 -- it must never be granted anything but `select`: a write through it would run as the owner.
 
 create or replace view api.users with (security_invoker = false) as
-  select id, username
+  select uid as id, username
   from auth.users;
-comment on view api.users is 'Ids and usernames of all users, for signed-in users only. Runs as its owner on purpose: auth.users stays closed.';
+comment on view api.users is 'UUIDs and usernames of all users, for signed-in users only. Runs as its owner on purpose: auth.users stays closed.';
 
 revoke all on api.users from public;
 grant select on api.users to normal_user;
@@ -159,12 +148,12 @@ grant select on api.users to normal_user;
 -- `GET /rpc/me` (or `POST /rpc/me`) answers who the request is from, straight from the claims: no
 -- table is read. Anonymous requests get nulls.
 
-create or replace function api.me(out id integer, out username text)
+drop function if exists api.me(out integer, out text);
+create or replace function api.me(out id uuid, out username text)
 language sql stable security invoker
 set search_path = pg_catalog, pg_temp
 as $$
-  select app.current_user_id(),
-         nullif(current_setting('request.jwt.claims', true), '')::json->>'username';
+  select auth.uid(), auth.jwt()->>'username';
 $$;
 comment on function api.me() is 'The current user''s id and username, from the token or session claims.';
 revoke execute on function api.me() from public;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 
@@ -36,6 +37,11 @@ async def _end_open_transaction(conn: asyncpg.Connection) -> None:
         await conn.execute("rollback")
 
 
+async def _decode_json(conn: asyncpg.Connection) -> None:
+    """jsonb (metadata, claims) arrives as Python objects."""
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
 async def open_pool(settings: Settings) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         settings.dsn(),
@@ -44,6 +50,7 @@ async def open_pool(settings: Settings) -> asyncpg.Pool:
         command_timeout=settings.db.command_timeout,
         server_settings={"application_name": "postgrest-auth"},
         reset=_end_open_transaction,
+        init=_decode_json,
     )
 
 
@@ -57,6 +64,7 @@ async def _sweep(services: Services) -> None:
             async with services.pool.acquire() as conn:
                 removed = await services.store.delete_dead_sessions(conn, 86400)
                 await services.store.delete_old_rate_limits(conn, 86400)
+                await services.store.delete_old_audit_events(conn, settings.audit.retention_days)
             log.info("janitor: removed %s ended sessions", removed)
         except Exception as exc:
             log.warning("janitor: %s", type(exc).__name__)

@@ -153,6 +153,10 @@ class RateLimits(Section):
     per_account: Limit = Limit(requests=10, window=300)
 
 
+class Audit(Section):
+    retention_days: int = Field(90, ge=1, description="days security events are kept")
+
+
 class Http(Section):
     max_body_bytes: int = Field(65536, ge=1024)
     cors_origins: list[str] = Field(default_factory=list)
@@ -216,6 +220,7 @@ class Settings(BaseSettings):
     sessions: Sessions = Sessions()
     cookie: Cookie = Cookie()
     rate_limit: RateLimits = RateLimits()
+    audit: Audit = Audit()
     http: Http = Http()
 
     @classmethod

@@ -57,6 +57,7 @@ def template_values(settings: Settings) -> dict[str, str]:
         "table": quote_ident(table),
         "username_index": quote_ident(f"{table[:40]}_username_lowercase_uniq"),
         "email_index": quote_ident(f"{table[:40]}_email_uniq"),
+        "uid_index": quote_ident(f"{table[:40]}_uid_uniq"),
         "anon_role": quote_ident(roles.anonymous),
         "user_role": quote_ident(roles.user),
         "authenticator": quote_ident(roles.authenticator),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -12,13 +14,20 @@ from .sqltext import quote_ident
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 Row = asyncpg.Record
 
-USER_COLUMNS = "id, username, username_lowercase, email, password, token_count"
-# The same, qualified for joins, plus what /auth/user shows.
-CALLER_COLUMNS = ", ".join(f"u.{c}" for c in USER_COLUMNS.split(", ")) + (
-    ", u.created_at, u.last_sign_in_at"
+USER_COLUMNS = (
+    "id, uid, username, username_lowercase, email, password, token_count, email_confirmed_at,"
+    " new_email, user_metadata, app_metadata, created_at, updated_at, last_sign_in_at"
 )
+# The same, qualified for joins.
+CALLER_COLUMNS = ", ".join(f"u.{c}" for c in USER_COLUMNS.split(", "))
 # A session that can still be used: the one definition the service's queries share.
 LIVE = "revoked_at is null and expires_at > now()"
+
+
+def subject_is(parameter: str) -> str:
+    """A token's `sub` names its user `u`: the UUID, or the integer id (as text, so any size)
+    in tokens minted before users had UUIDs."""
+    return f"{parameter} in (u.uid::text, u.id::text)"
 
 
 class Store:
@@ -28,6 +37,9 @@ class Store:
         self.sessions = f"{schema}.sessions"
         self.outbox_table = f"{schema}.outbox"
         self.rate_limits = f"{schema}.rate_limits"
+        self.audit_log = f"{schema}.audit_log"
+        # The claims of an access token, defined once in SQL for us and auth.authenticate.
+        self.claims_of = f"{schema}.access_claims"
         self.roles = settings.roles
         self.session_lifetime = settings.sessions.lifetime
         self.session_timebox = settings.sessions.timebox
@@ -152,10 +164,14 @@ class Store:
         user_agent: str | None,
         address: str | None,
     ) -> Row:
+        """The new session's id, expiry and the claims of its access tokens."""
         return await conn.fetchrow(
-            f"insert into {self.sessions} (user_id, token_hash, expires_at, user_agent, address)"
+            f"with s as (insert into {self.sessions}"
+            " (user_id, token_hash, expires_at, user_agent, address)"
             f" values ($1, $2, {self._session_end('now()')}, $3, $4::inet)"
-            " returning id::text, expires_at",
+            " returning id, user_id, expires_at)"
+            f" select s.id::text, s.expires_at, {self.claims_of}(u, s.id) as claims"
+            f" from s join {self.users} u on u.id = s.user_id",
             user_id,
             token_hash,
             user_agent,
@@ -186,7 +202,8 @@ class Store:
             f" and s.expires_at < {self._session_end('s.created_at')} - interval '60 seconds'"
             " returning t.id, t.expires_at)"
             f" select {CALLER_COLUMNS}, s.id::text as session_id,"
-            " coalesce(p.expires_at, s.expires_at) as expires_at"
+            " coalesce(p.expires_at, s.expires_at) as expires_at,"
+            f" {self.claims_of}(u, s.id) as claims"
             f" from s join {self.users} u on u.id = s.user_id"
             " left join pushed p on p.id = s.id"
         )
@@ -196,31 +213,27 @@ class Store:
         return await conn.fetchrow(self._refresh_sql("token_hash = $1"), token_hash)
 
     async def refresh_session_by_claims(
-        self, conn: Connection, user_id: int, token_count: int, session_id: str
+        self, conn: Connection, session_id: str, subject: str
     ) -> Row | None:
-        """Extend the token's session if the user's count still matches; one trip."""
+        """Extend the token's session while it lives; one trip. A token naming a session is
+        judged by its session alone."""
         return await conn.fetchrow(
-            self._refresh_sql(
-                f"id = $1::uuid and user_id = $2 and $3 = (select token_count from {self.users}"
-                " where id = $2)"
-            ),
+            self._refresh_sql("id = $1::uuid") + f" where {subject_is('$2')}",
             session_id,
-            user_id,
-            token_count,
+            subject,
         )
 
-    async def live_session(
-        self, conn: Connection, user_id: int, token_count: int, session_id: str | None
+    async def caller_by_session(
+        self, conn: Connection, session_id: str, subject: str
     ) -> Row | None:
-        """The user behind a token whose count and session are still live, without extending."""
+        """The user behind a token whose session still lives, without extending it."""
         return await conn.fetchrow(
-            f"select {CALLER_COLUMNS} from {self.users} u"
-            " where u.id = $1 and u.token_count = $2 and ($3::uuid is null or"
-            f" exists (select from {self.sessions} where id = $3::uuid and user_id = $1"
-            f" and {LIVE}))",
-            user_id,
-            token_count,
+            f"select {CALLER_COLUMNS}, s.id::text as session_id"
+            f" from {self.sessions} s join {self.users} u on u.id = s.user_id"
+            " where s.id = $1::uuid and s.revoked_at is null and s.expires_at > now()"
+            f" and {subject_is('$2')}",
             session_id,
+            subject,
         )
 
     async def session_user_by_token(self, conn: Connection, token_hash: bytes) -> Row | None:
@@ -351,6 +364,34 @@ class Store:
         status = await conn.execute(
             f"update {self.outbox_table} set failed_at = null, attempts = 0,"
             " next_attempt_at = now() where failed_at is not null"
+        )
+        return int(status.split()[-1])
+
+    # -- audit ---------------------------------------------------------------------------------
+
+    async def insert_audit_event(
+        self,
+        conn: Connection,
+        event: str,
+        user_id: int | None,
+        address: str | None,
+        user_agent: str | None,
+        detail: dict[str, Any],
+    ) -> None:
+        await conn.execute(
+            f"insert into {self.audit_log} (event, user_id, address, user_agent, detail)"
+            " values ($1, $2, $3::inet, $4, $5::text::jsonb)",  # text: whatever jsonb codec
+            event,
+            user_id,
+            address,
+            user_agent,
+            json.dumps(detail),
+        )
+
+    async def delete_old_audit_events(self, conn: Connection, older_than_days: int) -> int:
+        status = await conn.execute(
+            f"delete from {self.audit_log} where created_at < now() - make_interval(days => $1)",
+            older_than_days,
         )
         return int(status.split()[-1])
 

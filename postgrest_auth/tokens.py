@@ -70,33 +70,18 @@ class TokenIssuer:
             ).hex()
         self._binding_key = hashlib.sha256(b"postgrest-auth/email:" + material.encode()).digest()
 
-    def access_claims(
-        self, user: dict[str, Any], session_id: str | None, lifetime: int | None = None
-    ) -> dict[str, Any]:
+    def access_token(self, claims: dict[str, Any], lifetime: int | None = None) -> str:
+        """Signs the claims the database built (`access_claims()` in SQL, the one definition
+        `auth.authenticate` shares), adding the token's own time and id."""
         now = int(time.time())
-        claims: dict[str, Any] = {
-            "iss": self.settings.payload.iss,
-            "iat": now,
-            "exp": now + (lifetime or self.settings.payload.exp),
-            "jti": str(uuid.uuid4()),
-            "sub": str(user["id"]),
-            "role": self.role_of(user),
-            "username": user["username"],
-            "count": user["token_count"],
-            "typ": ACCESS,
-        }
-        if user.get("email"):
-            claims["email"] = user["email"]
-        if session_id is not None:
-            claims["sid"] = session_id
-        return claims
-
-    def role_of(self, user: dict[str, Any]) -> str:
-        roles = self.settings.roles
-        return user["username_lowercase"] if roles.per_user else roles.user
-
-    def access_token(self, user: dict[str, Any], session_id: str | None) -> str:
-        return self.sign(self.access_claims(user, session_id))
+        return self.sign(
+            {
+                **claims,
+                "iat": now,
+                "exp": now + (lifetime or self.settings.payload.exp),
+                "jti": str(uuid.uuid4()),
+            }
+        )
 
     def reset_token(self, user: dict[str, Any]) -> str:
         """No `role`: PostgREST treats it as anonymous and the pre-request refuses its `typ`.
@@ -111,7 +96,7 @@ class TokenIssuer:
                 "iat": now,
                 "exp": now + self.settings.email.reset_token_exp,
                 "jti": str(uuid.uuid4()),
-                "sub": str(user["id"]),
+                "sub": str(user["uid"]),
                 "count": user["token_count"],
                 "eml": self.email_fingerprint(user["email"]),
                 "typ": RESET,

@@ -5,44 +5,62 @@
 -- are small definer helpers with a fixed search_path, and the functions PostgREST calls run as
 -- their caller.
 
+create or replace function {{schema}}.access_claims(u {{schema}}.{{table}}, session_id uuid)
+returns jsonb language sql immutable as $$
+  select jsonb_build_object(
+      'iss', {{issuer_literal}},
+      'sub', u.uid::text,
+      'role', case when {{per_user_literal}} then u.username_lowercase::text else {{user_role_literal}} end,
+      'username', u.username,
+      'count', u.token_count,
+      'typ', 'access',
+      'app_metadata', u.app_metadata,
+      'user_metadata', u.user_metadata)
+    || case when u.email is null then '{}'::jsonb else jsonb_build_object('email', u.email) end
+    || case when session_id is null then '{}'::jsonb else jsonb_build_object('sid', session_id::text) end;
+$$;
+comment on function {{schema}}.access_claims({{schema}}.{{table}}, uuid) is 'The claims of an access token of this user and session, but its times and id: the one definition the service signs and auth.authenticate sets. Reads nothing, so it holds no privilege.';
+
 create or replace function {{schema}}.token_problem(claims jsonb) returns text
 language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
 declare
-  session_id uuid := case when claims->>'sid' ~ '^[0-9a-f-]{36}$' then (claims->>'sid')::uuid end;
-  found_user boolean;
-  current_count integer;
+  subject text := claims->>'sub';
   session_live boolean;
+  current_count integer;
 begin
-  if claims->>'typ' is distinct from 'access' and claims ? 'typ' then
+  if claims ? 'typ' and claims->>'typ' is distinct from 'access' then
     return 'wrong_token_type';
   end if;
-  -- One indexed lookup: the user and, when the token names one, its session.
-  if claims->>'sub' ~ '^[0-9]{1,9}$' then
-    select true, u.token_count, s.revoked_at is null and s.expires_at > now()
-      into found_user, current_count, session_live
-      from {{schema}}.{{table}} u
-      left join {{schema}}.sessions s on s.id = session_id and s.user_id = u.id
-      where u.id = (claims->>'sub')::integer;
-  elsif claims->>'sub' = 'access' then
-    -- Tokens minted by the Node original: the username is in aud, and there is no session.
-    select true, u.token_count into found_user, current_count
+  if claims ? 'sid' then
+    -- A token that names a session is judged by its session alone: one indexed lookup.
+    if claims->>'sid' !~ '^[0-9a-fA-F-]{36}$' then
+      return 'session_ended';
+    end if;
+    select s.revoked_at is null and s.expires_at > now() into session_live
+      from {{schema}}.sessions s join {{schema}}.{{table}} u on u.id = s.user_id
+      where s.id = (claims->>'sid')::uuid and subject in (u.uid::text, u.id::text);
+    return case when session_live then null else 'session_ended' end;
+  end if;
+  -- No session: the user's count judges (tokens of the Node original).
+  if subject = 'access' then
+    select u.token_count into current_count
       from {{schema}}.{{table}} u where u.username_lowercase = lower(claims->>'aud');
+  elsif subject ~ '^[0-9a-fA-F-]{36}$' then
+    select u.token_count into current_count
+      from {{schema}}.{{table}} u where u.uid = subject::uuid;
   else
     return 'unknown_subject';
   end if;
-  if found_user is not true then
+  if not found then
     return 'unknown_user';
   end if;
-  if current_count is distinct from (claims->>'count')::integer then
+  if claims->>'count' is distinct from current_count::text then
     return 'token_revoked';
-  end if;
-  if claims ? 'sid' and session_live is not true then
-    return 'session_ended';
   end if;
   return null;
 end
 $$;
-comment on function {{schema}}.token_problem(jsonb) is 'Why a token of ours may not be used any more (revoked count, ended session, wrong type), or null.';
+comment on function {{schema}}.token_problem(jsonb) is 'Why a token of ours may not be used any more (ended session, revoked count, wrong type), or null.';
 revoke execute on function {{schema}}.token_problem(jsonb) from public;
 grant execute on function {{schema}}.token_problem(jsonb) to {{anon_role}}, {{user_role}};
 
@@ -94,16 +112,8 @@ drop function if exists {{schema}}.check_bearer_claims();
 
 create or replace function {{schema}}.session_claims(session_token text) returns jsonb
 language sql stable security definer set search_path = pg_catalog, pg_temp as $$
-  select jsonb_strip_nulls(jsonb_build_object(
-      'iss', {{issuer_literal}},
-      'exp', floor(extract(epoch from s.expires_at))::bigint,
-      'sub', u.id::text,
-      'role', case when {{per_user_literal}} then u.username_lowercase::text else {{user_role_literal}} end,
-      'username', u.username,
-      'email', u.email,
-      'count', u.token_count,
-      'sid', s.id::text,
-      'typ', 'access'))
+  select {{schema}}.access_claims(u, s.id)
+      || jsonb_build_object('exp', floor(extract(epoch from s.expires_at))::bigint)
   from {{schema}}.sessions s
   join {{schema}}.{{table}} u on u.id = s.user_id
   where s.token_hash = sha256(convert_to(session_token, 'UTF8'))

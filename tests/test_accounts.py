@@ -73,8 +73,8 @@ def test_signup_json_answers_tokens_and_welcome_mail(client, smtp, dsn):
     claims = claims_of(body)
     assert claims["username"] == "Alice"
     assert claims["email"] == "alice@example.com"
-    [row] = run_sql(dsn, "select id, username_lowercase, email, password from auth.users")
-    assert claims["sub"] == str(row["id"])
+    [row] = run_sql(dsn, "select uid::text, username_lowercase, email, password from auth.users")
+    assert claims["sub"] == row["uid"]
     assert row["username_lowercase"] == "alice"
     assert row["email"] == "alice@example.com"
     assert row["password"].startswith("$2b$04$")

@@ -223,7 +223,7 @@ def test_user_listing_needs_a_session(stack: Stack) -> None:
     alice = stack.browser()
     alice.sign_up("alice")
     stack.browser().sign_up("bob")
-    response = alice.rest("GET", "/users?order=id")
+    response = alice.rest("GET", "/users?order=username")
     assert response.status_code == 200, response.text
     assert [u["username"] for u in response.json()] == ["alice", "bob"]
     assert alice.me()["id"] in [u["id"] for u in response.json()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from typing import Any
 
 import asyncpg
@@ -138,7 +139,12 @@ def test_odd_schema_and_table_names_work_end_to_end(dsn, smtp):
     # The pre-request functions were rendered with the same names and find the user.
     claims = jwt.decode(token, SECRET, algorithms=["HS256"])
     assert pre_request_problem(dsn, schema, claims) is None
-    assert pre_request_problem(dsn, schema, {**claims, "count": 5}) == "token_revoked"
+    # A token naming a session is judged by it; one naming none, by the user's count.
+    assert pre_request_problem(dsn, schema, {**claims, "count": 5}) is None
+    assert pre_request_problem(dsn, schema, {**claims, "sid": str(uuid.uuid4())}) == "session_ended"
+    sessionless = {k: v for k, v in claims.items() if k != "sid"}
+    assert pre_request_problem(dsn, schema, sessionless) is None
+    assert pre_request_problem(dsn, schema, {**sessionless, "count": 5}) == "token_revoked"
 
 
 def pre_request_problem(dsn: str, schema: str, claims: dict[str, Any]) -> str | None:

@@ -150,7 +150,7 @@ def test_fresh_token_runs_as_normal_user_and_sees_own_rows(stack: Stack) -> None
     assert r.status_code == 200, r.text
     assert r.json()["username"] == alice["username"]
     row = stack.add_todo(token, "mine")
-    assert row["user_id"] == int(jwt.decode(token, SECRET, algorithms=["HS256"])["sub"])
+    assert row["user_id"] == jwt.decode(token, SECRET, algorithms=["HS256"])["sub"]
     assert stack.todos(token) == ["mine"]
 
 
@@ -193,8 +193,8 @@ def test_old_token_dies_after_change_password(stack: Stack) -> None:
     assert r.status_code == 200, r.text
     new = r.json()["access_token"]
 
-    assert_invalid_token(stack.rest.get("/todos", headers=bearer(old)), "token_revoked")
-    assert_invalid_token(stack.rest.post("/rpc/whoami", headers=bearer(old)), "token_revoked")
+    assert_invalid_token(stack.rest.get("/todos", headers=bearer(old)), "session_ended")
+    assert_invalid_token(stack.rest.post("/rpc/whoami", headers=bearer(old)), "session_ended")
     assert stack.todos(new) == ["before"]
     assert stack.whoami(new) == "normal_user"
 
@@ -266,8 +266,8 @@ def test_legacy_claim_settings_are_checked(stack: Stack, dsn: str) -> None:
         json=password_change(alice["username"], PASSWORD, "a new password"),
     )
     assert r.status_code == 200, r.text
-    user_id, count = run_sql(
-        dsn, "select id, token_count from auth.users where username = $1", alice["username"]
+    user_uid, count = run_sql(
+        dsn, "select uid::text, token_count from auth.users where username = $1", alice["username"]
     )[0]
     assert count == 1
 
@@ -280,7 +280,7 @@ def test_legacy_claim_settings_are_checked(stack: Stack, dsn: str) -> None:
                     "select set_config('request.jwt.claims', '', true),"
                     " set_config('request.jwt.claim.sub', $1, true),"
                     " set_config('request.jwt.claim.count', $2, true)",
-                    str(user_id),
+                    user_uid,
                     str(claimed_count),
                 )
                 await conn.execute("select auth.check_token_count()")

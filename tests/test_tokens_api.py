@@ -43,12 +43,12 @@ def test_access_token_claims(client, dsn):
     before = int(time.time())
     body = sign_up(client, "Alice", "alice@example.com")
     claims = claims_of(body)
-    user_id, count = run_sql(dsn, "select id, token_count from auth.users")[0]
+    user_uid, count = run_sql(dsn, "select uid::text, token_count from auth.users")[0]
     session_id = run_sql(dsn, "select id::text from auth.sessions")[0][0]
     assert claims["iss"] == "postgrest-auth"
     assert before <= claims["iat"] <= int(time.time())
     assert claims["exp"] == claims["iat"] + 604800
-    assert claims["sub"] == str(user_id)
+    assert claims["sub"] == user_uid
     assert claims["role"] == "normal_user"
     assert claims["username"] == "Alice"
     assert claims["email"] == "alice@example.com"
@@ -197,7 +197,7 @@ def test_user_endpoint(client, dsn):
     r = client.get("/user", headers=bearer(body))
     assert r.status_code == 200, r.text
     user = r.json()
-    assert user["id"] == run_sql(dsn, "select id from auth.users")[0][0]
+    assert user["id"] == run_sql(dsn, "select uid::text from auth.users")[0][0]
     assert user["username"] == "Alice"
     assert user["email"] == "alice@example.com"
     assert user["session_id"] == claims_of(body)["sid"]
@@ -351,7 +351,7 @@ def test_node_original_token_is_exchanged(client, dsn):
     assert r.status_code == 200, r.text
     body = r.json()
     claims = claims_of(body)
-    assert claims["sub"] == str(run_sql(dsn, "select id from auth.users")[0][0])
+    assert claims["sub"] == run_sql(dsn, "select uid::text from auth.users")[0][0]
     assert claims["typ"] == "access" and claims["role"] == "normal_user"
     assert claims["sid"]
     assert "aud" not in claims

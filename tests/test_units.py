@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import string
 import time
+from email.message import EmailMessage
 
 import bcrypt
 import jwt
@@ -12,6 +14,7 @@ import pytest
 from postgrest_auth.accounts.recovery import reset_link
 from postgrest_auth.cli import build_parser, overrides_from
 from postgrest_auth.config import Passwords, load_settings
+from postgrest_auth.mail.senders import ConsoleSender, build_message
 from postgrest_auth.migrate import render, template_values
 from postgrest_auth.passwords import PasswordHasher
 from postgrest_auth.sqltext import quote_ident, quote_literal
@@ -27,6 +30,7 @@ def settings(**overrides):  # type: ignore[no-untyped-def]
 
 USER = {
     "id": 7,
+    "uid": "0b6f7c1e-4a51-4c44-9a7e-3c1d2f9e8a10",
     "username": "Alice",
     "username_lowercase": "alice",
     "email": None,
@@ -112,20 +116,14 @@ def test_reset_link():
     assert reset_link("https://x/#t={token}&u={username}", "tok", "bob") == "https://x/#t=tok&u=bob"
 
 
-def test_access_claims():
+def test_access_token_adds_its_times_and_id_to_the_database_claims():
+    """The claims come from SQL (access_claims); the issuer only adds iat, exp and jti."""
     issuer = TokenIssuer(settings(payload={"exp": 300, "iss": "me"}))
-    claims = issuer.access_claims(dict(USER, email="a@x.com"), "sid-1")
+    given = {"sub": "u-1", "sid": "s-1", "count": 2, "typ": ACCESS, "role": "normal_user"}
+    claims = issuer.decode(issuer.access_token(given), ACCESS)
     assert claims["exp"] == claims["iat"] + 300
-    assert claims["sub"] == "7" and claims["count"] == 2 and claims["sid"] == "sid-1"
-    assert claims["email"] == "a@x.com" and claims["typ"] == ACCESS
-    assert claims["role"] == "normal_user" and claims["iss"] == "me"
-    bare = issuer.access_claims(USER, None)
-    assert "email" not in bare and "sid" not in bare
-
-
-def test_per_user_role():
-    issuer = TokenIssuer(settings(roles={"per_user": True}))
-    assert issuer.access_claims(USER, None)["role"] == "alice"
+    assert {k: claims[k] for k in given} == given
+    assert claims["jti"] != issuer.decode(issuer.access_token(given), ACCESS)["jti"]
 
 
 def test_reset_token_has_no_role_and_wrong_type_for_access():
@@ -136,7 +134,7 @@ def test_reset_token_has_no_role_and_wrong_type_for_access():
     with pytest.raises(InvalidToken):
         issuer.decode(token, ACCESS)
     with pytest.raises(InvalidToken):
-        issuer.decode(issuer.access_token(USER, None), RESET)
+        issuer.decode(issuer.access_token({"sub": "u-1", "count": 0, "typ": ACCESS}), RESET)
 
 
 def test_decode_accepts_node_tokens_as_access_only():
@@ -233,3 +231,46 @@ def test_original_flags_map_to_settings():
         "payload": {"exp": 60, "iss": "iss"},
     }
     assert overrides_from(build_parser("serve").parse_args([])) == {}
+
+
+# -- console mail (--dev) -----------------------------------------------------------------------
+
+
+def console_output(capsys, message: EmailMessage) -> str:  # type: ignore[no-untyped-def]
+    asyncio.run(ConsoleSender().send(message))
+    return capsys.readouterr().out
+
+
+def test_console_mail_prints_the_decoded_text_not_quoted_printable(capsys):
+    token = ((string.ascii_letters + string.digits + "-_.") * 5)[:300]
+    text = f"Hello alice,   \nYour reset token:\n{token}\nbye\n"
+    html = f'<p><a href="https://app.test/reset?token={token}">Reset</a></p>'
+    message = build_message(
+        settings().email, "alice@corp.local", "Reset your password, café", text, html
+    )
+    wire = message.as_string()
+    assert "=20" in wire and token not in wire  # what the console used to show
+    out = console_output(capsys, message)
+    lines = out.splitlines()
+    assert lines[0] == "----- mail -----" and lines[-1] == "----- end of mail -----"
+    assert token in lines  # whole, on a line of its own, ready to copy
+    assert "Hello alice,   " in lines  # trailing spaces kept as they are
+    assert "=20" not in out and not [line for line in lines if line.endswith("=")]
+    assert "To: alice@corp.local" in lines
+    assert "Subject: Reset your password, café" in lines
+    assert [line for line in lines if line.startswith("From: ")]
+    assert [line for line in lines if line.startswith("Date: ")]
+    assert "href" not in out  # the plain part is enough
+    assert "Content-Transfer-Encoding" not in out and "boundary" not in out
+
+
+def test_console_mail_without_a_plain_part_prints_the_html_decoded(capsys):
+    token = "t" * 300
+    message = EmailMessage()
+    message["From"] = "auth@example.test"
+    message["To"] = "bob@example.test"
+    message["Subject"] = "Reset"
+    message.set_content(f'<p><a href="https://app.test/reset?token={token}">Reset</a></p>', "html")
+    out = console_output(capsys, message)
+    assert f'href="https://app.test/reset?token={token}"' in out
+    assert "=3D" not in out and "To: bob@example.test" in out.splitlines()

@@ -322,9 +322,9 @@
     await loadTodos();
   }
 
-  // The id as a number, to compare with todos.user_id.
+  // The id (a UUID) as a string, to compare with todos.user_id.
   function asUser(data) {
-    return { ...data, id: Number(data.id) };
+    return { ...data, id: String(data.id) };
   }
 
   // The payload of a JWT, read only to learn its expiry or, as a fallback, the username.

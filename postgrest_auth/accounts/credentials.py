@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..errors import Code, ServiceError
 from ..services import Services
 from ..store import Row
+from .audit import Event, record
 from .context import ClientInfo
 
 WRONG = "The username or password is wrong"
@@ -33,6 +34,9 @@ async def verify_password(
         await limiter.hit_account(conn, "password", account)
     ok, new_hash = await services.hasher.verify(password, user["password"] if user else None)
     if not ok or user is None:
+        async with services.pool.acquire() as conn:  # never the login tried: it may be a password
+            user_id = user["id"] if user is not None else None
+            await record(services, conn, Event.SIGN_IN_FAILED, user_id, client, action=action)
         raise ServiceError(Code.INVALID_CREDENTIALS, WRONG)
     async with services.pool.acquire() as conn:
         await limiter.forgive_account(conn, "password", account)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from ..services import Services
+from .audit import Event, record
 from .context import ClientInfo
 from .credentials import verify_password
 from .signup import taken
@@ -20,6 +21,7 @@ async def change_email(
         async with services.pool.acquire() as conn, conn.transaction():
             updated = await services.store.set_email(conn, user["id"], email)
             old, new = user["email"], updated["email"]
+            await record(services, conn, Event.EMAIL_CHANGED, user["id"], client)
             if old and old != new:
                 await services.outbox.enqueue(
                     conn,

@@ -23,13 +23,12 @@ class Grant:
     refresh_token: str | None
 
 
-def grant(
-    services: Services, user: Row | dict[str, Any], session_id: str, refresh_token: str | None
-) -> Grant:
+def grant(services: Services, row: Row, refresh_token: str | None) -> Grant:
+    """A grant for a row carrying the user's columns, `session_id` and `claims`."""
     return Grant(
-        user=user,
-        session_id=session_id,
-        access_token=services.tokens.access_token(dict(user), session_id),
+        user=row,
+        session_id=row["session_id"],
+        access_token=services.tokens.access_token(row["claims"]),
         expires_in=services.settings.payload.exp,
         refresh_token=refresh_token,
     )
@@ -43,4 +42,10 @@ async def start_session(
     row = await services.store.create_session(
         conn, user["id"], hash_session_token(token), client.user_agent, client.address
     )
-    return grant(services, user, row["id"], token)
+    return Grant(
+        user=user,
+        session_id=row["id"],
+        access_token=services.tokens.access_token(row["claims"]),
+        expires_in=services.settings.payload.exp,
+        refresh_token=token,
+    )

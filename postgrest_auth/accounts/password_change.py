@@ -9,6 +9,7 @@ from ..services import Services
 from ..store import Row
 from ..tokens import RESET, InvalidToken
 from ..validation import password_problems, refuse_if
+from .audit import Event, record
 from .context import ClientInfo
 from .credentials import verify_password
 from .grants import Grant, start_session
@@ -31,7 +32,7 @@ async def user_proving_reset(services: Services, username: str, reset_token: str
         user = await services.store.user_by_username(conn, username)
     if (
         user is None
-        or str(user["id"]) != claims.get("sub")
+        or claims.get("sub") not in (str(user["uid"]), str(user["id"]))
         or user["token_count"] != claims["count"]
         or not hmac.compare_digest(
             str(claims.get("eml", "")), services.tokens.email_fingerprint(user["email"])
@@ -70,6 +71,9 @@ async def change_password(
             )
         await services.store.revoke_sessions(conn, user["id"])
         granted = await start_session(services, conn, updated, client)
+        if reset_token is not None:
+            await record(services, conn, Event.RESET_USED, user["id"], client)
+        await record(services, conn, Event.PASSWORD_CHANGED, user["id"], client)
         if updated["email"]:
             await services.outbox.enqueue(
                 conn, "password_changed", updated["email"], username=updated["username"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from ..services import Services
+from .audit import Event, record
 from .context import ClientInfo
 
 FollowUp = Callable[[], Awaitable[None]]
@@ -40,6 +41,7 @@ async def forgot_password(services: Services, client: ClientInfo, username: str)
             if user is None or not user["email"]:
                 return
             token = services.tokens.reset_token(dict(user))
+            await record(services, conn, Event.RESET_REQUESTED, user["id"], client)
             await services.outbox.enqueue(
                 conn,
                 "reset_password",

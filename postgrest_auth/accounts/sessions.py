@@ -10,6 +10,7 @@ from ..services import Services
 from ..session_tokens import hash_session_token
 from ..store import Row
 from ..tokens import ACCESS, InvalidToken, is_node_token
+from .audit import Event, record
 from .context import ClientInfo
 from .credentials import verify_password
 from .grants import Grant, grant, start_session
@@ -29,6 +30,7 @@ async def sign_in_with_password(
     user = await verify_password(services, client, "login", login, password, by_email=by_email)
     async with services.pool.acquire() as conn, conn.transaction():
         await services.store.record_sign_in(conn, user["id"])
+        await record(services, conn, Event.SIGNED_IN, user["id"], client, method="password")
         return await start_session(services, conn, user, client)
 
 
@@ -49,12 +51,10 @@ async def refresh_with_access_token(services: Services, client: ClientInfo, toke
             user = await store.user_by_username(conn, claims["aud"])
             if user is not None and user["token_count"] == claims["count"]:
                 return await start_session(services, conn, user, client)
-        elif str(claims.get("sub", "")).isdigit() and claims.get("sid"):
-            row = await store.refresh_session_by_claims(
-                conn, int(claims["sub"]), claims["count"], claims["sid"]
-            )
+        elif isinstance(claims.get("sid"), str):
+            row = await store.refresh_session_by_claims(conn, claims["sid"], str(claims["sub"]))
             if row is not None:
-                return grant(services, row, row["session_id"], None)
+                return grant(services, row, None)
     raise ServiceError(Code.TOKEN_REVOKED, "The token is no longer valid")
 
 
@@ -64,20 +64,20 @@ async def refresh_with_session_token(services: Services, session_token: str) -> 
         row = await services.store.refresh_session_by_token(conn, hash_session_token(session_token))
     if row is None:
         raise ServiceError(Code.SESSION_ENDED, "The session has ended; sign in again")
-    return grant(services, row, row["session_id"], session_token)
+    return grant(services, row, session_token)
 
 
 async def caller_from_access_token(services: Services, token: str) -> Caller:
+    """A token naming a session is judged by its session; one naming none (the Node
+    original's) must be traded for a current one at refresh first."""
     claims = access_claims(services, token)
-    if not str(claims.get("sub", "")).isdigit():
+    if not isinstance(claims.get("sid"), str):
         raise ServiceError(Code.INVALID_TOKEN, "Sign in again to get a current token")
     async with services.pool.acquire() as conn:
-        user = await services.store.live_session(
-            conn, int(claims["sub"]), claims["count"], claims.get("sid")
-        )
-    if user is None:
+        row = await services.store.caller_by_session(conn, claims["sid"], str(claims["sub"]))
+    if row is None:
         raise ServiceError(Code.TOKEN_REVOKED, "The token is no longer valid")
-    return Caller(user, claims.get("sid"))
+    return Caller(row, row["session_id"])
 
 
 async def caller_from_session_token(services: Services, session_token: str) -> Caller:
@@ -88,9 +88,12 @@ async def caller_from_session_token(services: Services, session_token: str) -> C
     return Caller(row, row["session_id"])
 
 
-async def sign_out(services: Services, caller: Caller, scope: Literal["local", "global"]) -> None:
+async def sign_out(
+    services: Services, client: ClientInfo, caller: Caller, scope: Literal["local", "global"]
+) -> None:
     user_id = caller.user["id"]
     async with services.pool.acquire() as conn, conn.transaction():
+        await record(services, conn, Event.SIGNED_OUT, user_id, client, scope=scope)
         if scope == "global":
             # The user row first, then the sessions: the order change_password locks them in.
             await services.store.bump_token_count(conn, user_id)  # sessionless tokens die too
@@ -106,8 +109,12 @@ async def list_sessions(services: Services, caller: Caller) -> list[Row]:
         return await services.store.list_sessions(conn, caller.user["id"])
 
 
-async def end_session(services: Services, caller: Caller, session_id: str) -> None:
-    async with services.pool.acquire() as conn:
-        ended = await services.store.revoke_session(conn, caller.user["id"], session_id)
-    if not ended:
-        raise ServiceError(Code.SESSION_NOT_FOUND, "No live session of yours has that id")
+async def end_session(
+    services: Services, client: ClientInfo, caller: Caller, session_id: str
+) -> None:
+    async with services.pool.acquire() as conn, conn.transaction():
+        if not await services.store.revoke_session(conn, caller.user["id"], session_id):
+            raise ServiceError(Code.SESSION_NOT_FOUND, "No live session of yours has that id")
+        await record(
+            services, conn, Event.SESSION_ENDED, caller.user["id"], client, session_id=session_id
+        )

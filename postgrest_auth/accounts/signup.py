@@ -7,6 +7,7 @@ import asyncpg
 from ..errors import Code, ServiceError, field_error, invalid
 from ..services import Services
 from ..validation import password_problems, refuse_if, username_problems
+from .audit import Event, record
 from .context import ClientInfo
 from .grants import Grant, start_session
 
@@ -44,6 +45,7 @@ async def sign_up(
             if settings.roles.per_user:
                 await services.store.create_user_role(conn, user["username_lowercase"])
             granted = await start_session(services, conn, user, client)
+            await record(services, conn, Event.SIGNED_UP, user["id"], client)
             if user["email"]:
                 await services.outbox.enqueue(
                     conn, "welcome", user["email"], username=user["username"]

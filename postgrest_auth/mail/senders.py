@@ -71,8 +71,25 @@ class ConsoleSender:
     """Prints each mail to standard output, for `postgrest-auth --dev`."""
 
     async def send(self, message: EmailMessage) -> None:
-        sys.stdout.write(f"----- mail -----\n{message.as_string()}\n----- end of mail -----\n")
+        sys.stdout.write(console_text(message))
         sys.stdout.flush()
+
+
+def console_text(message: EmailMessage) -> str:
+    """A mail as a developer reads it: the headers that matter and the decoded text. The wire
+    form (quoted-printable) would cut a long token with `=` soft breaks and turn trailing
+    spaces into `=20`, so a token copied from the terminal would not work.
+
+    The HTML part is shown only when there is no plain one, decoded but otherwise as it is:
+    stripping its tags would also strip the links' `href`, which hold the token."""
+    lines = ["----- mail -----"]
+    lines += [
+        f"{name}: {message[name]}" for name in ("From", "To", "Subject", "Date") if name in message
+    ]
+    part = message.get_body(preferencelist=("plain",)) or message.get_body(preferencelist=("html",))
+    text = part.get_content() if part is not None else "(no text part)"
+    lines += ["", text.rstrip("\n"), "----- end of mail -----"]
+    return "\n".join(lines) + "\n"
 
 
 class FileSender:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
-from pydantic import BaseModel, EmailStr, field_validator, model_validator
+from pydantic import BaseModel, field_validator, model_validator
 
 from ...accounts.email_change import change_email as change_email_of
 from ...accounts.password_change import change_password as change_password_of
 from ...accounts.signup import sign_up as sign_up_user
+from ...addresses import EmailAddress
 from ..deps import ClientDep, ServicesDep
 from ..forms import Text, body, documented
 from ..grants import token_body
@@ -24,7 +25,7 @@ def _blank_is_none(value: Any) -> Any:
 class SignUp(BaseModel):
     username: Text
     password: Text
-    email: EmailStr | None = None
+    email: EmailAddress | None = None
 
     _email = field_validator("email", mode="before")(_blank_is_none)
 
@@ -48,7 +49,7 @@ class ChangePassword(BaseModel):
 class ChangeEmail(BaseModel):
     username: Text
     password: Text
-    email: EmailStr
+    email: EmailAddress
 
 
 @router.post(

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import BaseModel, Field
 
 from ...accounts import recovery
+from ...addresses import EmailAddress
 from ..deps import ClientDep, ServicesDep
 from ..forms import body, documented
 
@@ -19,7 +20,7 @@ class ForgotPassword(BaseModel):
 
 
 class ForgotUsername(BaseModel):
-    email: EmailStr
+    email: EmailAddress
 
 
 @router.post(

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 
 from ...accounts import sessions
 from ..caller import CallerDep
-from ..deps import ServicesDep
+from ..deps import ClientDep, ServicesDep
 
 router = APIRouter(tags=["sessions"])
 
@@ -18,7 +18,7 @@ router = APIRouter(tags=["sessions"])
 async def current_user(caller: CallerDep) -> dict[str, Any]:
     user = caller.user
     return {
-        "id": user["id"],
+        "id": str(user["uid"]),
         "username": user["username"],
         "email": user["email"],
         "created_at": user["created_at"].isoformat(),
@@ -45,6 +45,8 @@ async def list_sessions(services: ServicesDep, caller: CallerDep) -> list[dict[s
 
 
 @router.delete("/sessions/{session_id}", status_code=204, summary="End one of one's sessions")
-async def end_session(services: ServicesDep, caller: CallerDep, session_id: uuid.UUID) -> Response:
-    await sessions.end_session(services, caller, str(session_id))
+async def end_session(
+    services: ServicesDep, client: ClientDep, caller: CallerDep, session_id: uuid.UUID
+) -> Response:
+    await sessions.end_session(services, client, caller, str(session_id))
     return Response(status_code=204)

@@ -87,10 +87,11 @@ async def refresh_token(
 )
 async def logout(
     services: ServicesDep,
+    client: ClientDep,
     caller: CallerDep,
     response: Response,
     form: Annotated[Logout, Depends(body(Logout))],
 ) -> dict[str, str]:
-    await sessions.sign_out(services, caller, form.scope)
+    await sessions.sign_out(services, client, caller, form.scope)
     clear_session_cookie(services, response)
     return {"message": "Signed out" if form.scope == "local" else "Signed out everywhere"}
