@@ -307,3 +307,80 @@ def allow_authenticator_login(admin_dsn: str, settings: Settings) -> None:
         end $$;
         alter role "{role}" login password '{AUTHENTICATOR_PASSWORD}';""",
     )
+
+
+def process_group_members(pgid: int) -> list[str]:
+    """The live (not zombie) processes of a process group, as "pid state command"; read from
+    /proc, so orphans re-parented to init are found too."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # gone meanwhile
+            continue
+        # pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
+        state, _ppid, pgrp = stat[stat.rindex(")") + 2 :].split()[:3]
+        if int(pgrp) == pgid and state != "Z":
+            members.append(f"{entry} {state} {command}")
+    return members
+
+
+def settle_detached_lookups(
+    dsn: str,
+    send: Callable[[], Any],
+    lookups: int,
+    table: str = "auth.users",
+    timeout: float = 10.0,
+) -> Any:
+    """send()'s result, once the work its requests left to run after their answers is done.
+
+    Detached work (forgot_password, forgot_username) starts after a random pause and may leave
+    no trace for an unknown account, so neither a sleep nor a later request proves it ran. Its
+    first step reads `table`: send() runs while this holds an exclusive lock on the table, and
+    returns once `lookups` backends queue on that lock (every lookup is past its pause), the lock
+    is let go, and each of those backends has ended its transaction (is idle again)."""
+
+    async def go() -> Any:
+        locker = await asyncpg.connect(dsn)
+        watcher = await asyncpg.connect(dsn)
+        try:
+            lock = locker.transaction()
+            await lock.start()
+            await locker.execute(f"lock table {table} in access exclusive mode")
+            result = send()
+            deadline = time.monotonic() + timeout
+            while True:
+                waiting = await watcher.fetch(
+                    "select pid from pg_stat_activity where datname = current_database()"
+                    " and wait_event_type = 'Lock' and pid <> $1",
+                    locker.get_server_pid(),
+                )
+                if len(waiting) >= lookups:
+                    break
+                assert time.monotonic() < deadline, (
+                    f"{len(waiting)} of {lookups} lookups of {table} came within {timeout} s"
+                )
+                await asyncio.sleep(0.01)
+            assert len(waiting) == lookups, f"{len(waiting)} backends wait, not {lookups}"
+            pids = [row["pid"] for row in waiting]
+            await lock.rollback()
+            while True:
+                busy = await watcher.fetch(
+                    "select pid, state, query from pg_stat_activity"
+                    " where pid = any($1::int[]) and state <> 'idle'",
+                    pids,
+                )
+                if not busy:
+                    return result
+                assert time.monotonic() < deadline, [dict(row) for row in busy]
+                await asyncio.sleep(0.01)
+        finally:
+            await watcher.close()
+            await locker.close()
+
+    return asyncio.run(go())

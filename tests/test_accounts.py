@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import bcrypt
 import httpx
 import jwt
 import pytest
@@ -236,8 +237,10 @@ def test_change_password_with_current_password(client, smtp, dsn):
     assert any("password" in m["Subject"].lower() and "changed" in m["Subject"] for m in mails)
 
 
-def test_change_password_form_encoded(client):
+def test_change_password_form_encoded(client, dsn):
     sign_up(client, "alice")
+    user = "select password, token_count from auth.users where username = 'alice'"
+    before = run_sql(dsn, user)[0]
     r = client.post(
         "/change_password",
         data={
@@ -248,6 +251,10 @@ def test_change_password_form_encoded(client):
         },
     )
     assert r.status_code == 200, r.text
+    after = run_sql(dsn, user)[0]
+    assert after["token_count"] == before["token_count"] + 1
+    assert after["password"] != before["password"]
+    assert bcrypt.checkpw(b"new password 1", after["password"].encode())
 
 
 def test_change_password_confirm_mismatch_changes_nothing(client, dsn):

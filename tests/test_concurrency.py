@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import bcrypt
 import httpx
 
 from .support import Service, run_sql, wait_until
@@ -47,7 +48,7 @@ def test_20_concurrent_distinct_signups(service: Service, dsn):
     assert run_sql(dsn, "select count(*) from auth.users")[0][0] == 20
 
 
-def test_concurrent_reset_token_uses_spend_it_once(service: Service, smtp):
+def test_concurrent_reset_token_uses_spend_it_once(service: Service, smtp, dsn):
     import re
 
     from .support import body_text
@@ -78,8 +79,14 @@ def test_concurrent_reset_token_uses_spend_it_once(service: Service, smtp):
                 )
             )
 
-    statuses = Counter(r.status_code for r in asyncio.run(go()))
+    answers = asyncio.run(go())
+    statuses = Counter(r.status_code for r in answers)
     assert statuses == {200: 1, 401: 7}, statuses
+    # One change happened, and it is the one that was answered 200.
+    [winner] = [i for i, r in enumerate(answers) if r.status_code == 200]
+    [user] = run_sql(dsn, "select password, token_count from auth.users where username = 'alice'")
+    assert user["token_count"] == 1
+    assert bcrypt.checkpw(f"new password {winner}".encode(), user["password"].encode())
 
 
 def _terminate_service_connections(dsn: str) -> int:

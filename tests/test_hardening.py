@@ -9,6 +9,7 @@ JSON.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 import tempfile
@@ -382,14 +383,15 @@ def _login_racer(service: Service) -> str:
         return r.json()["access_token"]
 
 
-async def _race(base: str, token: str) -> list[httpx.Response]:
-    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-        return await asyncio.gather(
-            client.post("/change_password", json=CHANGE),
-            client.post(
-                "/logout", json={"scope": "global"}, headers={"Authorization": f"Bearer {token}"}
-            ),
+async def _race(base: str, token: str, logout_delay: float = 0.0) -> list[httpx.Response]:
+    async def logout() -> httpx.Response:
+        await asyncio.sleep(logout_delay)  # staggered starts reach every interleaving
+        return await client.post(
+            "/logout", json={"scope": "global"}, headers={"Authorization": f"Bearer {token}"}
         )
+
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        return await asyncio.gather(client.post("/change_password", json=CHANGE), logout())
 
 
 async def _lock_waiters(conn: asyncpg.Connection, count: int) -> None:
@@ -409,12 +411,11 @@ async def _lock_waiters(conn: asyncpg.Connection, count: int) -> None:
 
 async def _aligned_race(dsn: str, base: str, token: str, change_first: bool) -> list[Any]:
     """Both requests queue on the user's row, locked here, and start their writes together."""
-    user_id = int(jwt.decode(token, SECRET, algorithms=["HS256"])["sub"])
     conn = await asyncpg.connect(dsn)
     try:
         lock = conn.transaction()
         await lock.start()
-        await conn.execute("select from auth.users where id = $1 for update", user_id)
+        await conn.execute("select from auth.users where username = 'racer' for update")
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
             requests = [
                 lambda: client.post("/change_password", json=CHANGE),
@@ -436,6 +437,66 @@ async def _aligned_race(dsn: str, base: str, token: str, change_first: bool) -> 
         await conn.close()
 
 
+class RacerState:
+    """The racer's token_count and sessions, read from the database."""
+
+    def __init__(self, dsn: str) -> None:
+        self.token_count = run_sql(
+            dsn, "select token_count from auth.users where username = 'racer'"
+        )[0][0]
+        rows = run_sql(
+            dsn,
+            "select s.id, s.token_hash, s.revoked_at is null as live from auth.sessions s"
+            " join auth.users u on u.id = s.user_id where u.username = 'racer'",
+        )
+        self.sessions = {row["id"]: row for row in rows}
+        self.live = {row["id"] for row in rows if row["live"]}
+
+
+def assert_race_outcome(
+    dsn: str, before: RacerState, change: httpx.Response, logout: httpx.Response
+) -> None:
+    """What the database holds after a change_password and a global logout raced.
+
+    Each success moves token_count once. Every session older than the race is revoked. The
+    change's own new session is live if the change came last, and revoked if a global logout
+    came after it; the count in the change's token tells which (a later logout moved it on)."""
+    assert change.status_code in (200, 401), change.text
+    assert logout.status_code in (200, 401), logout.text
+    if change.status_code == 401:  # a logout moved the count on between its check and its write
+        assert change.json()["code"] == "invalid_credentials", change.text
+    if logout.status_code == 401:  # the change had ended the logout's session first
+        assert logout.json()["code"] == "token_revoked", logout.text
+    successes = [r for r in (change, logout) if r.status_code == 200]
+    assert successes, [change.text, logout.text]
+    after = RacerState(dsn)
+    assert after.token_count == before.token_count + len(successes), (
+        before.token_count,
+        after.token_count,
+        change.text,
+        logout.text,
+    )
+    assert before.sessions, "the racer was signed in before the race"
+    assert not (after.live & set(before.sessions)), "a session from before the race is live"
+    new = set(after.sessions) - set(before.sessions)
+    if change.status_code != 200:
+        assert new == set(), new
+        assert after.live == set()
+        return
+    digest = hashlib.sha256(change.json()["refresh_token"].encode()).digest()
+    mine = {sid for sid, row in after.sessions.items() if row["token_hash"] == digest}
+    assert len(mine) == 1 and new == mine, (new, mine)
+    count = jwt.decode(change.json()["access_token"], SECRET, algorithms=["HS256"])["count"]
+    if after.token_count == count:  # the change was last: its session alone is live
+        assert after.live == mine
+    else:  # a global logout came after the change and ended its session too
+        assert logout.status_code == 200 and after.token_count == count + 1, (
+            count,
+            after.token_count,
+        )
+        assert after.live == set()
+
+
 @pytest.mark.parametrize("change_first", [True, False], ids=["change-first", "logout-first"])
 def test_global_logout_and_change_password_lock_in_one_order(
     service: Service, dsn: str, change_first: bool
@@ -443,19 +504,24 @@ def test_global_logout_and_change_password_lock_in_one_order(
     """The old order (sessions, then the user) deadlocked here: 503 after deadlock_timeout."""
     with service.client() as client:
         sign_up(client, "racer")
-    answers = asyncio.run(_aligned_race(dsn, service.base, _login_racer(service), change_first))
-    assert all(r.status_code < 500 for r in answers), [r.text for r in answers]
-    assert 200 in [r.status_code for r in answers]
+    token = _login_racer(service)
+    before = RacerState(dsn)
+    change, logout = asyncio.run(_aligned_race(dsn, service.base, token, change_first))
+    if not change_first:
+        change, logout = logout, change
+    assert_race_outcome(dsn, before, change, logout)
 
 
-def test_global_logout_racing_change_password_never_fails(service: Service) -> None:
+def test_global_logout_racing_change_password_never_fails(service: Service, dsn: str) -> None:
     with service.client() as client:
         sign_up(client, "racer")
     statuses: list[int] = []
-    for _ in range(20):
-        answers = asyncio.run(_race(service.base, _login_racer(service)))
-        assert all(r.status_code < 500 for r in answers), [r.text for r in answers]
-        statuses += [r.status_code for r in answers]
+    for n in range(20):
+        token = _login_racer(service)
+        before = RacerState(dsn)
+        change, logout = asyncio.run(_race(service.base, token, logout_delay=(n % 10) * 0.001))
+        assert_race_outcome(dsn, before, change, logout)
+        statuses += [change.status_code, logout.status_code]
     assert 200 in statuses
 
 
@@ -519,12 +585,21 @@ def test_compat_mode_adopts_node_roles_but_never_login_roles(
 
 
 @pytest.mark.parametrize("username", ["public", "None"])
-def test_compat_mode_refuses_reserved_role_names_with_409(start_service, username: str) -> None:
+def test_compat_mode_refuses_reserved_role_names_with_409(
+    start_service, dsn: str, username: str
+) -> None:
     service = start_service(roles={"per_user": True})
     with service.client() as client:
         r = client.post("/users", json={"username": username, "password": PASSWORD})
         assert r.status_code == 409, r.text
         assert r.json()["errors"][0]["field"] == "username"
+    # Refused as a whole: no account without its role, no role, no session.
+    assert run_sql(dsn, "select username from auth.users") == []
+    assert run_sql(dsn, "select id from auth.sessions") == []
+    roles = run_sql(
+        dsn, "select rolname from pg_roles where lower(rolname) = lower($1::text)", username
+    )
+    assert roles == [], roles
 
 
 # -- 9. a reset token is bound to the address it was mailed to ------------------------------------

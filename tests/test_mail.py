@@ -255,23 +255,35 @@ def test_rolled_back_transaction_enqueues_nothing_and_wakes_nobody(dsn):
         try:
             await migrate(conn, settings)
             queue = Outbox(settings, Store(settings), MailTemplates())
-            await listener.add_listener(outbox_channel(settings), lambda *a: notes.append(a[2]))
+            channel = outbox_channel(settings)
+            arrived = asyncio.Event()
+
+            def note(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+                notes.append(payload)
+                arrived.set()
+
+            await listener.add_listener(channel, note)
+
+            async def until(expected: list[str]) -> None:
+                async with asyncio.timeout(10):
+                    while len(notes) < len(expected):
+                        arrived.clear()
+                        await arrived.wait()
+                assert notes == expected
 
             with pytest.raises(RuntimeError):
                 async with conn.transaction():
                     await queue.enqueue(conn, "welcome", "gone@example.com", username="gone")
                     raise RuntimeError("the change fails after the mail was queued")
-            await asyncio.sleep(0.3)
             assert await conn.fetchval("select count(*) from auth.outbox") == 0
-            assert notes == []
+            # A listener gets notifications in commit order: one that had come from the
+            # rolled-back transaction (or from a side connection of it) would precede this marker.
+            await conn.execute("select pg_notify($1, 'marker')", channel)
+            await until(["marker"])
 
             async with conn.transaction():
                 await queue.enqueue(conn, "welcome", "kept@example.com", username="kept")
-            for _ in range(100):
-                if notes:
-                    break
-                await asyncio.sleep(0.02)
-            assert notes, "a committed mail wakes the workers"
+            await until(["marker", ""])  # a committed mail wakes the workers
             assert await conn.fetchval("select recipient from auth.outbox") == "kept@example.com"
         finally:
             await listener.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from typing import Any
@@ -241,12 +242,17 @@ def test_cannot_end_another_users_session(client):
     assert client.get("/user", headers=bearer(alice)).status_code == 200
 
 
-def test_logout_ends_this_session_only(client):
+def test_logout_ends_this_session_only(client, dsn):
     first = sign_up(client)
     second = client.post("/login", json={"username": "alice", "password": PASSWORD}).json()
     r = client.post("/logout", headers=bearer(first))
     assert r.status_code == 200, r.text
     assert r.json() == {"message": "Signed out"}
+    revoked = dict(run_sql(dsn, "select token_hash, revoked_at is not null from auth.sessions"))
+    assert revoked == {
+        hashlib.sha256(first["refresh_token"].encode()).digest(): True,
+        hashlib.sha256(second["refresh_token"].encode()).digest(): False,
+    }
     assert_401(client.get("/user", headers=bearer(first)))
     assert_401(client.post("/refresh_token", json={"refresh_token": first["refresh_token"]}))
     assert_401(client.post("/logout", headers=bearer(first)))
