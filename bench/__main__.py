@@ -1,4 +1,5 @@
-"""`python -m bench [postgrest] [logins] [refresh] [mail]`: all by default, in about a minute."""
+"""`python -m bench [postgrest] [logins] [refresh] [mail] [recovery] [rotation]`: all by default,
+in about a minute."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import os
 import time
 
-from . import logins, mail_latency, postgrest, recovery_timing, refresh
+from . import logins, mail_latency, postgrest, recovery_timing, refresh, rotation
 from .load import generator
 from .stack import running_stack
 
@@ -16,6 +17,7 @@ BENCHMARKS = {
     "refresh": refresh.run,
     "mail": mail_latency.run,
     "recovery": recovery_timing.run,
+    "rotation": rotation.run,
 }
 
 

@@ -1,6 +1,6 @@
-"""Refresh-token refreshes (POST /auth/refresh_token with refresh_token) versus a bare `select 1`
-round trip over asyncpg at the same concurrency: refreshes should be bounded by the database
-round trip, not by Python overhead (DESIGN §9)."""
+"""Refresh-token refreshes (POST /auth/refresh_token with refresh_token, each rotating it) versus
+a bare `select 1` round trip over asyncpg at the same concurrency: refreshes should be bounded by
+the database round trip, not by Python overhead (DESIGN §9)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import asyncio
 import time
 
 import asyncpg
-import httpx
 
-from .load import Load, rate
+from . import chained
 from .measure import compare, report
 from .stack import Stack
 
@@ -42,25 +41,13 @@ def select_one_rate(dsn: str, seconds: float) -> float:
     return asyncio.run(_select_one_rate(dsn, seconds))
 
 
-def refresh_tokens(stack: Stack) -> list[str]:
-    body = {"username": "benchrefresh", "password": "bench password"}
-    r = httpx.post(stack.auth_url + "/users", json=body)
-    r.raise_for_status()
-    tokens = [r.json()["refresh_token"]]
-    with httpx.Client(timeout=30) as client:
-        for _ in range(SESSIONS - 1):
-            r = client.post(stack.auth_url + "/refresh_token", json=body)
-            r.raise_for_status()
-            tokens.append(r.json()["refresh_token"])
-    return tokens
-
-
 def run(stack: Stack, seconds: float, rounds: int) -> float:
-    bodies = [{"refresh_token": token} for token in refresh_tokens(stack)]
-    refresh = Load(stack.auth_url + "/refresh_token", method="POST", bodies=bodies)
-    rate(refresh, 1, CONNECTIONS)  # warm up
+    # Each refresh rotates the token, so each request carries the one the last answer gave.
+    sessions = chained.signed_in_sessions(stack.auth_url, "benchrefresh", SESSIONS)
+    url = stack.auth_url + "/refresh_token"
+    chained.rate(url, "refresh_token", sessions, 1)  # warm up
     result = compare(
-        lambda: rate(refresh, seconds, CONNECTIONS),
+        lambda: chained.rate(url, "refresh_token", sessions, seconds),
         lambda: select_one_rate(stack.dsn, seconds),
         rounds,
     )

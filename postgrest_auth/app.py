@@ -65,6 +65,7 @@ async def _sweep(services: Services) -> None:
                 removed = await services.store.delete_dead_sessions(conn, 86400)
                 await services.store.delete_old_rate_limits(conn, 86400)
                 await services.store.delete_old_audit_events(conn, settings.audit.retention_days)
+                await services.store.delete_old_one_time_tokens(conn, 86400)
             log.info("janitor: removed %s ended sessions", removed)
         except Exception as exc:
             log.warning("janitor: %s", type(exc).__name__)
@@ -141,7 +142,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
             CORSMiddleware,
             allow_origins=settings.http.cors_origins,
             allow_credentials=True,
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
         )

@@ -1,4 +1,5 @@
-"""Command line: serve (default), migrate, sql, mail status|retry. The original's flags are kept."""
+"""Command line: serve (default), migrate, sql, mail status|retry, users show|app-metadata.
+The original's flags are kept."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from .config import ConfigError, Settings, load_settings
 from .mail import MailTemplates
 from .migrate import MigrationError, migrate, rendered_sql
 
-COMMANDS = ("serve", "migrate", "sql", "mail")
+COMMANDS = ("serve", "migrate", "sql", "mail", "users")
 
 
 def build_parser(command: str) -> argparse.ArgumentParser:
@@ -45,6 +46,16 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     )
     if command == "mail":
         parser.add_argument("action", choices=["status", "retry"])
+    if command == "users":
+        from .users_cli import ACTIONS
+
+        parser.add_argument("action", choices=ACTIONS)
+        parser.add_argument("user", help="the account's username, email or UUID")
+        parser.add_argument(
+            "change",
+            nargs="?",
+            help="app-metadata: a JSON object merged in (a key given as null is removed)",
+        )
     return parser
 
 
@@ -118,6 +129,17 @@ async def _mail(settings: Settings, action: str) -> None:
     await _with_connection(settings, work)
 
 
+async def _users(settings: Settings, args: argparse.Namespace) -> None:
+    from .users_cli import UsageError, run
+
+    try:
+        await run(settings, args.action, args.user, args.change)
+    except UsageError as exc:
+        fail(str(exc))
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        fail(f"db.connection: {type(exc).__name__}: {exc}")
+
+
 # How `serve` hands its configuration to worker processes, which uvicorn starts afresh.
 WORKER_ARGS = "_POSTGREST_AUTH_WORKER_ARGS"
 
@@ -182,6 +204,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"applied: {', '.join(applied)}" if applied else "nothing to apply")
     elif command == "mail":
         asyncio.run(_mail(settings, args.action))
+    elif command == "users":
+        asyncio.run(_users(settings, args))
     else:
         try:  # refuse a broken template override in one line, before anything starts
             MailTemplates(settings.email.templates_dir)

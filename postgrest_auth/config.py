@@ -77,6 +77,17 @@ class Email(Section):
     backoff_initial: float = Field(5.0, gt=0)
     backoff_max: float = Field(3600.0, gt=0)
     reset_token_exp: int = Field(3600, ge=60)
+    confirm: bool = Field(
+        False,
+        description="a new address must be confirmed (link or code) before password sign-in,"
+        " and a changed address takes effect only when the new one confirms",
+    )
+    otp_exp: int = Field(3600, ge=1, description="seconds a mailed code or link lives")
+    redirect_url: str | None = Field(
+        None,
+        description="where GET /verify sends the browser, the session in the URL fragment;"
+        " None: it answers the session as JSON",
+    )
 
 
 class Payload(Section):
@@ -129,6 +140,12 @@ class Sessions(Section):
     timebox: int = Field(
         0, ge=0, description="seconds a session may live in all, however often refreshed; 0: no cap"
     )
+    reuse_interval: int = Field(
+        10,
+        ge=0,
+        description="seconds in which an already-rotated refresh token may be presented again"
+        " (two tabs); later reuse ends the whole session",
+    )
     cleanup_interval: float = Field(3600.0, gt=0)
 
 
@@ -151,6 +168,14 @@ class RateLimits(Section):
     enabled: bool = True
     per_address: Limit = Limit(requests=60, window=60)
     per_account: Limit = Limit(requests=10, window=300)
+    email_sent: Limit = Field(
+        Limit(requests=5, window=3600),
+        description="mails carrying a secret, per kind, per recipient address and per account",
+    )
+    verify: Limit = Field(
+        Limit(requests=20, window=3600),
+        description="wrong codes per address and per account; then even the right one waits",
+    )
 
 
 class Audit(Section):
@@ -208,6 +233,11 @@ class Settings(BaseSettings):
     port: int = Field(3001, ge=0, le=65535)
     workers: int = Field(1, ge=1, description="processes serving requests; mail and sweeping too")
     prefix: str = Field("/auth", pattern=r"^(/[A-Za-z0-9_\-.]+)*$")
+    public_url: str | None = Field(
+        None,
+        description="where clients reach the service (scheme, host, port), for links in mail;"
+        " None: http://{host}:{port}",
+    )
     secret: SecretStr | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     db: Database = Database()
@@ -222,6 +252,15 @@ class Settings(BaseSettings):
     rate_limit: RateLimits = RateLimits()
     audit: Audit = Audit()
     http: Http = Http()
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", value):
+            raise ValueError("must be an absolute http(s) URL without query or fragment")
+        return value.rstrip("/")
 
     @classmethod
     def settings_customise_sources(

@@ -42,6 +42,7 @@ class Code(StrEnum):
     USER_NOT_FOUND = "user_not_found"
     SIGNUP_DISABLED = "signup_disabled"
     METADATA_TOO_LARGE = "metadata_too_large"
+    ACCOUNT_REFERENCED = "account_referenced"
     # limits and faults
     RATE_LIMITED = "rate_limited"
     EMAIL_RATE_LIMITED = "email_rate_limited"

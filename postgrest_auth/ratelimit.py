@@ -36,12 +36,31 @@ class RateLimiter:
         if self.settings.enabled:
             await self.store.forgive_rate_limit(conn, _account_key(action, account))
 
-    async def _hit(self, conn: Connection, key: str, limit: Limit) -> None:
+    async def hit_mail(self, conn: Connection, kind: str, recipient: str) -> None:
+        """One more mail of `kind` to a recipient: an address, or `id:<user id>` for the
+        account. Each kind has its own budget: a welcome mail does not use up the budget of a
+        sign-in code."""
+        key = f"mail:{kind}:{recipient.lower()}"
+        await self._hit(conn, key, self.settings.email_sent, Code.EMAIL_RATE_LIMITED)
+
+    async def hit_verify(self, conn: Connection, subject: str) -> None:
+        """One more code tried for a subject (an address, or `id:<user id>`), counted before
+        it is checked: once the budget is spent even the right code waits for the window."""
+        await self._hit(conn, f"verify:{subject.lower()}", self.settings.verify)
+
+    async def forgive_verify(self, conn: Connection, subject: str) -> None:
+        """The right code gives its count back: only wrong ones use up the window."""
+        if self.settings.enabled:
+            await self.store.forgive_rate_limit(conn, f"verify:{subject.lower()}")
+
+    async def _hit(
+        self, conn: Connection, key: str, limit: Limit, code: Code = Code.RATE_LIMITED
+    ) -> None:
         if not self.settings.enabled:
             return
         hits, started = await self.store.hit_rate_limit(conn, key, limit.window)
         if hits > limit.requests:
-            raise _too_many(started, limit)
+            raise _too_many(started, limit, code)
 
 
 def _account_key(action: str, account: str) -> str:
@@ -56,9 +75,14 @@ def address_bucket(address: str) -> str:
     return str(ip)
 
 
-def _too_many(window_started_at: datetime, limit: Limit) -> ServiceError:
+def _too_many(
+    window_started_at: datetime, limit: Limit, code: Code = Code.RATE_LIMITED
+) -> ServiceError:
     elapsed = (datetime.now(UTC) - window_started_at).total_seconds()
     retry_after = max(1, int(limit.window - elapsed) + 1)
-    return ServiceError(
-        Code.RATE_LIMITED, "Too many attempts; wait before trying again", retry_after=retry_after
+    message = (
+        "Too many emails of this kind; wait before asking again"
+        if code is Code.EMAIL_RATE_LIMITED
+        else "Too many attempts; wait before trying again"
     )
+    return ServiceError(code, message, retry_after=retry_after)

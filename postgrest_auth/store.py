@@ -22,6 +22,9 @@ USER_COLUMNS = (
 CALLER_COLUMNS = ", ".join(f"u.{c}" for c in USER_COLUMNS.split(", "))
 # A session that can still be used: the one definition the service's queries share.
 LIVE = "revoked_at is null and expires_at > now()"
+# Inside a statement: its transaction's commit does not wait for the WAL flush (one round trip,
+# where `set local` would need an explicit transaction).
+ASYNC_COMMIT = "set_config('synchronous_commit', 'off', true)"
 
 
 def subject_is(parameter: str) -> str:
@@ -38,11 +41,14 @@ class Store:
         self.outbox_table = f"{schema}.outbox"
         self.rate_limits = f"{schema}.rate_limits"
         self.audit_log = f"{schema}.audit_log"
+        self.one_time_tokens = f"{schema}.one_time_tokens"
         # The claims of an access token, defined once in SQL for us and auth.authenticate.
         self.claims_of = f"{schema}.access_claims"
         self.roles = settings.roles
         self.session_lifetime = settings.sessions.lifetime
         self.session_timebox = settings.sessions.timebox
+        self.retired_tokens = f"{schema}.refresh_tokens_retired"
+        self.reuse_interval = settings.sessions.reuse_interval
 
     # -- users ---------------------------------------------------------------------------------
 
@@ -121,8 +127,10 @@ class Store:
     async def set_email(self, conn: Connection, user_id: int, email: str) -> Row:
         """Raises asyncpg.UniqueViolationError when another account has the email."""
         return await conn.fetchrow(
-            f"update {self.users} set email = lower($2), updated_at = now() where id = $1"
-            f" returning {USER_COLUMNS}",
+            f"update {self.users} set email = lower($2), new_email = null,"
+            # a new address is not proven: unconfirmed until a mailed link or code says so
+            " email_confirmed_at = case when email = lower($2) then email_confirmed_at end,"
+            f" updated_at = now() where id = $1 returning {USER_COLUMNS}",
             user_id,
             email,
         )
@@ -161,19 +169,21 @@ class Store:
         conn: Connection,
         user_id: int,
         token_hash: bytes,
+        next_token_hash: bytes,
         user_agent: str | None,
         address: str | None,
     ) -> Row:
         """The new session's id, expiry and the claims of its access tokens."""
         return await conn.fetchrow(
             f"with s as (insert into {self.sessions}"
-            " (user_id, token_hash, expires_at, user_agent, address)"
-            f" values ($1, $2, {self._session_end('now()')}, $3, $4::inet)"
+            " (user_id, token_hash, next_token_hash, expires_at, user_agent, address)"
+            f" values ($1, $2, $3, {self._session_end('now()')}, $4, $5::inet)"
             " returning id, user_id, expires_at)"
             f" select s.id::text, s.expires_at, {self.claims_of}(u, s.id) as claims"
             f" from s join {self.users} u on u.id = s.user_id",
             user_id,
             token_hash,
+            next_token_hash,
             user_agent,
             address,
         )
@@ -208,10 +218,6 @@ class Store:
             " left join pushed p on p.id = s.id"
         )
 
-    async def refresh_session_by_token(self, conn: Connection, token_hash: bytes) -> Row | None:
-        """Extend a live session found by its opaque token; the user and the session in one trip."""
-        return await conn.fetchrow(self._refresh_sql("token_hash = $1"), token_hash)
-
     async def refresh_session_by_claims(
         self, conn: Connection, session_id: str, subject: str
     ) -> Row | None:
@@ -237,11 +243,18 @@ class Store:
         )
 
     async def session_user_by_token(self, conn: Connection, token_hash: bytes) -> Row | None:
+        """The user of the live session whose opaque token this is, or was until a rotation
+        under reuse_interval ago (as `session_claims` at PostgREST); without extending it."""
         return await conn.fetchrow(
             f"select {CALLER_COLUMNS}, s.id::text as session_id"
-            f" from (select id, user_id from {self.sessions} where token_hash = $1 and {LIVE}) s"
+            f" from (select id, user_id from {self.sessions} where token_hash = $1 and {LIVE}"
+            f" union all select t.id, t.user_id from {self.retired_tokens} r"
+            f" join {self.sessions} t on t.id = r.session_id where r.token_hash = $1"
+            " and r.retired_at > now() - make_interval(secs => $2)"
+            " and t.revoked_at is null and t.expires_at > now() limit 1) s"
             f" join {self.users} u on u.id = s.user_id",
             token_hash,
+            self.reuse_interval,
         )
 
     async def revoke_session(self, conn: Connection, user_id: int, session_id: str) -> bool:
@@ -283,6 +296,59 @@ class Store:
             older_than_seconds,
         )
         return int(status.split()[-1])
+
+    # -- refresh-token rotation: every refresh with an opaque token replaces it ----------------
+
+    async def rotate_session_token(
+        self, conn: Connection, token_hash: bytes, successor_hash: bytes, after_hash: bytes
+    ) -> Row | None:
+        """Replace a live session's current token by its successor, retire it, and extend the
+        session, in one statement: the user's columns, `session_id` and `claims`, or None when
+        the token is not a live session's current one.
+
+        Two refreshes with one token queue on the row lock; the second then finds the token
+        no longer current (PostgreSQL re-checks the condition) and rotates nothing.
+        The session's `next_token_hash` (the successor's, stored a rotation ahead) also counts
+        as current: a crash may have lost the rotation that issued it.
+        """
+        return await conn.fetchrow(self._rotate_sql(), token_hash, successor_hash, after_hash)
+
+    def _rotate_sql(self) -> str:
+        """The rotation's commit does not wait for the WAL flush (synchronous_commit off for
+        this transaction only): waiting cost a quarter to a third of refresh throughput
+        (bench/rotation.py). What a database crash can lose is the last fraction of a second
+        of rotations; their clients hold a successor whose hash the session keeps as
+        `next_token_hash`, so they carry on. Revocation and its audit event commit
+        synchronously as ever."""
+        return (
+            f"with s as (update {self.sessions} t set token_hash = $2, next_token_hash = $3,"
+            " refreshed_at = now(),"
+            f" expires_at = greatest(t.expires_at, {self._session_end('t.created_at')})"
+            " where (t.token_hash = $1 or t.next_token_hash = $1)"
+            " and t.revoked_at is null and t.expires_at > now()"
+            " returning t.id, t.user_id, t.expires_at,"
+            f" {ASYNC_COMMIT} as asynchronous_commit),"
+            f" retired as (insert into {self.retired_tokens} (token_hash, session_id)"
+            " select $1, id from s on conflict (token_hash) do nothing)"
+            f" select {CALLER_COLUMNS}, s.id::text as session_id, s.expires_at,"
+            f" {self.claims_of}(u, s.id) as claims"
+            f" from s join {self.users} u on u.id = s.user_id"
+        )
+
+    async def retired_session_token(self, conn: Connection, token_hash: bytes) -> Row | None:
+        """A retired token's session as it is now: the user's columns, `session_id`, `claims`,
+        the session's current `token_hash`, whether the session is `live`, and whether the
+        token was retired `recent`ly (under reuse_interval ago). None: not a retired token."""
+        return await conn.fetchrow(
+            f"select {CALLER_COLUMNS}, s.id::text as session_id, s.expires_at,"
+            f" {self.claims_of}(u, s.id) as claims, s.token_hash,"
+            " s.revoked_at is null and s.expires_at > now() as live,"
+            " r.retired_at > now() - make_interval(secs => $2) as recent"
+            f" from {self.retired_tokens} r join {self.sessions} s on s.id = r.session_id"
+            f" join {self.users} u on u.id = s.user_id where r.token_hash = $1",
+            token_hash,
+            self.reuse_interval,
+        )
 
     # -- outbox --------------------------------------------------------------------------------
 
@@ -423,3 +489,221 @@ class Store:
             " where window_started_at < now() - make_interval(secs => $1)",
             older_than_seconds,
         )
+
+    # -- one-time tokens: mailed links and codes, addresses to confirm (email flows) ----------
+
+    async def insert_email_user(
+        self, conn: Connection, email: str, user_metadata: dict[str, Any]
+    ) -> Row:
+        """An account from an address alone: no username, no password (a password login always
+        fails for it). Raises asyncpg.UniqueViolationError when the email is taken."""
+        return await conn.fetchrow(
+            f"insert into {self.users} (email, user_metadata) values (lower($1), $2::text::jsonb)"
+            f" returning {USER_COLUMNS}",
+            email,
+            json.dumps(user_metadata),
+        )
+
+    async def user_by_email_or_new_email(self, conn: Connection, email: str) -> Row | None:
+        """The account that has the address, or else one waiting to move to it."""
+        return await conn.fetchrow(
+            f"select {USER_COLUMNS} from {self.users} where email = lower($1)"
+            " or new_email = lower($1) order by email = lower($1) desc, id limit 1",
+            email,
+        )
+
+    async def save_one_time_token(
+        self,
+        conn: Connection,
+        kind: str,
+        user_id: int,
+        sent_to: str,
+        token_hash: bytes,
+        code_hash: bytes,
+        lifetime: int,
+    ) -> None:
+        """The account's token of this kind, replacing (superseding) any older one."""
+        await conn.execute(
+            f"insert into {self.one_time_tokens} as t"
+            " (kind, user_id, sent_to, token_hash, code_hash, expires_at)"
+            " values ($1, $2, lower($3), $4, $5, now() + make_interval(secs => $6))"
+            " on conflict (user_id, kind) do update set sent_to = excluded.sent_to,"
+            " token_hash = excluded.token_hash, code_hash = excluded.code_hash,"
+            " created_at = now(), expires_at = excluded.expires_at, used_at = null",
+            kind,
+            user_id,
+            sent_to,
+            token_hash,
+            code_hash,
+            lifetime,
+        )
+
+    async def live_one_time_token_by_hash(self, conn: Connection, token_hash: bytes) -> Row | None:
+        return await conn.fetchrow(
+            f"select id, kind, user_id from {self.one_time_tokens}"
+            " where token_hash = $1 and used_at is null and expires_at > now()",
+            token_hash,
+        )
+
+    async def live_one_time_tokens_for_address(
+        self, conn: Connection, kinds: list[str], email: str
+    ) -> list[Row]:
+        """Unspent tokens of these kinds mailed to the address; an address change is also found
+        by the account's current address, as GoTrue finds it."""
+        columns = "t.id, t.kind, t.user_id, t.code_hash, u.uid"
+        live = "t.kind = any($1::text[]) and t.used_at is null and t.expires_at > now()"
+        return await conn.fetch(
+            f"select {columns} from {self.one_time_tokens} t"
+            f" join {self.users} u on u.id = t.user_id where t.sent_to = lower($2) and {live}"
+            f" union select {columns} from {self.users} u"
+            f" join {self.one_time_tokens} t on t.user_id = u.id"
+            f" where u.email = lower($2) and t.kind = 'email_change' and {live}",
+            kinds,
+            email,
+        )
+
+    async def spend_one_time_token(self, conn: Connection, token_id: int) -> Row | None:
+        """Mark a token used. Its account (as it was) with the token's `kind` and `sent_to`;
+        None when another use won the race or it expired meanwhile."""
+        return await conn.fetchrow(
+            f"with t as (update {self.one_time_tokens} set used_at = now() where id = $1"
+            " and used_at is null and expires_at > now() returning user_id, kind, sent_to)"
+            f" select {CALLER_COLUMNS}, t.kind, t.sent_to"
+            f" from t join {self.users} u on u.id = t.user_id",
+            token_id,
+        )
+
+    async def confirm_email(self, conn: Connection, user_id: int, email: str) -> Row | None:
+        """The address is proven, if the account still has it; the account, or None."""
+        return await conn.fetchrow(
+            f"update {self.users} set email_confirmed_at = coalesce(email_confirmed_at, now())"
+            f" where id = $1 and email = lower($2) returning {USER_COLUMNS}",
+            user_id,
+            email,
+        )
+
+    async def set_new_email(self, conn: Connection, user_id: int, new_email: str) -> Row:
+        """An address change waiting for the new address to confirm it."""
+        return await conn.fetchrow(
+            f"update {self.users} set new_email = lower($2), updated_at = now() where id = $1"
+            f" returning {USER_COLUMNS}",
+            user_id,
+            new_email,
+        )
+
+    async def apply_new_email(self, conn: Connection, user_id: int, new_email: str) -> Row | None:
+        """The waiting change takes effect, confirmed; None when it is no longer the one
+        waiting. Raises asyncpg.UniqueViolationError when another account has the address."""
+        return await conn.fetchrow(
+            f"update {self.users} set email = new_email, new_email = null,"
+            " email_confirmed_at = now(), updated_at = now()"
+            f" where id = $1 and new_email = lower($2) returning {USER_COLUMNS}",
+            user_id,
+            new_email,
+        )
+
+    async def delete_old_one_time_tokens(self, conn: Connection, older_than_seconds: int) -> int:
+        status = await conn.execute(
+            f"delete from {self.one_time_tokens}"
+            " where coalesce(used_at, expires_at) < now() - make_interval(secs => $1)",
+            older_than_seconds,
+        )
+        return int(status.split()[-1])
+
+    # -- profile: metadata, looking accounts up for the operator, deleting an account ---------
+
+    async def user_by_uid(self, conn: Connection, uid: str) -> Row | None:
+        return await conn.fetchrow(
+            f"select {USER_COLUMNS} from {self.users} where uid = $1::uuid", uid
+        )
+
+    async def merge_metadata(
+        self, conn: Connection, user_id: int, column: str, changes: dict[str, Any], max_bytes: int
+    ) -> Row | None:
+        """Merge `changes` into the account's user_metadata or app_metadata as GoTrue does: a
+        key given replaces that key, a key given as null is removed. Only if the result, as
+        PostgreSQL prints it, takes at most `max_bytes`: read and written under the row's lock,
+        so concurrent merges of other keys are not lost.
+
+        The row has `metadata_bytes` (the merged size) and the updated account's columns, which
+        are null when it was too large; None when there is no such account."""
+        if column not in ("user_metadata", "app_metadata"):  # written into the SQL
+            raise ValueError(f"not a metadata column: {column}")
+        current = f"case when jsonb_typeof({column}) = 'object' then {column} else '{{}}' end"
+        return await conn.fetchrow(
+            f"with merged as (select id, ({current} || $2::text::jsonb)"
+            " - array(select key from jsonb_each($2::text::jsonb) where value = 'null'::jsonb)"
+            f" as merged_value from {self.users} where id = $1 for update),"
+            f" updated as (update {self.users} u set {column} = m.merged_value,"
+            " updated_at = now() from merged m"
+            " where u.id = m.id and octet_length(m.merged_value::text) <= $3"
+            f" returning {CALLER_COLUMNS})"
+            " select octet_length(m.merged_value::text) as metadata_bytes, updated.*"
+            " from merged m left join updated on true",
+            user_id,
+            json.dumps(changes),
+            max_bytes,
+        )
+
+    async def session_started_within(
+        self, conn: Connection, user_id: int, session_id: str, seconds: int
+    ) -> bool:
+        """Whether the user's live session began (a sign-in) less than `seconds` ago."""
+        return await conn.fetchval(
+            f"select exists (select from {self.sessions} where id = $1::uuid and user_id = $2"
+            f" and {LIVE} and created_at > now() - make_interval(secs => $3))",
+            session_id,
+            user_id,
+            seconds,
+        )
+
+    async def delete_user(self, conn: Connection, user_id: int) -> Row | None:
+        """The account as it was; its sessions and one-time tokens go with it (cascade).
+        Raises asyncpg.ForeignKeyViolationError when an application table refers to it without
+        `on delete cascade`."""
+        return await conn.fetchrow(
+            f"delete from {self.users} where id = $1 returning {USER_COLUMNS}", user_id
+        )
+
+    async def delete_unsent_mail_to(self, conn: Connection, addresses: list[str]) -> int:
+        """Drop mail not yet sent to these addresses, except to an address some (other) account
+        still has or waits for: its mail is not ours to drop."""
+        status = await conn.execute(
+            f"delete from {self.outbox_table} o where o.sent_at is null"
+            " and lower(o.recipient) = any($1::text[])"
+            f" and not exists (select from {self.users} u"
+            " where u.email = lower(o.recipient) or u.new_email = lower(o.recipient))",
+            [address.lower() for address in addresses],
+        )
+        return int(status.split()[-1])
+
+    async def drop_user_role(self, conn: Connection, role: str) -> str:
+        """Compat mode: drop an account's own role: "dropped", "missing", or "kept" when the
+        role is more than the plain role sign-up makes (see R_per_user_roles.sql): one of the
+        configured roles, a superuser or login role, a member of anything but the anonymous
+        and user roles, a role others are members of (beyond the authenticator and those who
+        administer it), or the owner or grantee of anything in any database."""
+        row = await conn.fetchrow(
+            "select r.rolname not in ($2, $3, $4)"
+            " and not (r.rolsuper or r.rolcanlogin or r.rolcreaterole or r.rolcreatedb"
+            " or r.rolreplication or r.rolbypassrls)"
+            " and not exists (select from pg_catalog.pg_auth_members m"
+            " join pg_catalog.pg_roles g on g.oid = m.roleid"
+            " where m.member = r.oid and g.rolname not in ($2, $3))"
+            " and not exists (select from pg_catalog.pg_auth_members m"
+            " join pg_catalog.pg_roles g on g.oid = m.member"
+            " where m.roleid = r.oid and g.rolname <> $4 and not m.admin_option)"
+            " and not exists (select from pg_catalog.pg_shdepend d"
+            " where d.refclassid = 'pg_catalog.pg_authid'::regclass and d.refobjid = r.oid)"
+            " as plain from pg_catalog.pg_roles r where r.rolname = $1",
+            role,
+            self.roles.anonymous,
+            self.roles.user,
+            self.roles.authenticator,
+        )
+        if row is None:
+            return "missing"
+        if not row["plain"]:
+            return "kept"
+        await conn.execute(f"drop role {quote_ident(role)}")
+        return "dropped"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import time
@@ -69,6 +70,10 @@ class TokenIssuer:
                 Encoding.DER, PrivateFormat.PKCS8, NoEncryption()
             ).hex()
         self._binding_key = hashlib.sha256(b"postgrest-auth/email:" + material.encode()).digest()
+        self._code_key = hashlib.sha256(b"postgrest-auth/code:" + material.encode()).digest()
+        self._rotation_key = hashlib.sha256(
+            b"postgrest-auth/refresh-rotation:" + material.encode()
+        ).digest()
 
     def access_token(self, claims: dict[str, Any], lifetime: int | None = None) -> str:
         """Signs the claims the database built (`access_claims()` in SQL, the one definition
@@ -107,6 +112,19 @@ class TokenIssuer:
         """Binds a reset token to the address it was mailed to. Keyed, so the readable token
         does not let anyone test guesses of the address against it."""
         return hmac.new(self._binding_key, (email or "").encode(), hashlib.sha256).hexdigest()[:32]
+
+    def code_digest(self, message: str) -> bytes:
+        """A mailed 6-digit code as stored. Keyed: a plain hash of one of a million codes is
+        found offline in a second, so a copy of the table must not be enough to read them."""
+        return hmac.new(self._code_key, message.encode(), hashlib.sha256).digest()
+
+    def next_session_token(self, token: str) -> str:
+        """The token a refresh with `token` rotates to. Derived, not random, so a retired token
+        presented again moments later (two tabs) can be answered with the current one while
+        only hashes are stored; keyed, so neither a stolen token nor a copy of the database
+        tells the next one."""
+        digest = hmac.new(self._rotation_key, token.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
     def sign(self, claims: dict[str, Any]) -> str:
         headers = {"kid": self.signer.kid} if self.signer.kid else None

@@ -15,7 +15,9 @@ begin
   if not {{per_user_literal}} then
     return;
   end if;
-  for name in select u.username_lowercase from {{schema}}.{{table}} u loop
+  -- accounts without a username (made from an address alone) have no role of their own
+  for name in select u.username_lowercase from {{schema}}.{{table}} u
+               where u.username_lowercase is not null loop
     if name in ({{anon_role_literal}}, {{user_role_literal}}, {{authenticator_literal}}) then
       continue;
     end if;

@@ -10,12 +10,14 @@ returns jsonb language sql immutable as $$
   select jsonb_build_object(
       'iss', {{issuer_literal}},
       'sub', u.uid::text,
-      'role', case when {{per_user_literal}} then u.username_lowercase::text else {{user_role_literal}} end,
-      'username', u.username,
+      -- compat mode: the user's own role; an account without a username (made from an
+      -- address alone before roles.per_user was turned on) has none, so it gets the user role
+      'role', case when {{per_user_literal}} then coalesce(u.username_lowercase::text, {{user_role_literal}}) else {{user_role_literal}} end,
       'count', u.token_count,
       'typ', 'access',
       'app_metadata', u.app_metadata,
       'user_metadata', u.user_metadata)
+    || case when u.username is null then '{}'::jsonb else jsonb_build_object('username', u.username) end
     || case when u.email is null then '{}'::jsonb else jsonb_build_object('email', u.email) end
     || case when session_id is null then '{}'::jsonb else jsonb_build_object('sid', session_id::text) end;
 $$;
@@ -112,15 +114,29 @@ drop function if exists {{schema}}.check_bearer_claims();
 
 create or replace function {{schema}}.session_claims(session_token text) returns jsonb
 language sql stable security definer set search_path = pg_catalog, pg_temp as $$
+  -- The session's current cookie; else one a refresh replaced under reuse_interval ago (a
+  -- request of another tab, in flight during the rotation). The second lookup runs only when
+  -- the first finds nothing (limit 1 over union all).
+  (select {{schema}}.access_claims(u, s.id)
+      || jsonb_build_object('exp', floor(extract(epoch from s.expires_at))::bigint)
+    from {{schema}}.sessions s
+    join {{schema}}.{{table}} u on u.id = s.user_id
+    where s.token_hash = sha256(convert_to(session_token, 'UTF8'))
+      and s.revoked_at is null
+      and s.expires_at > now()
+  union all
   select {{schema}}.access_claims(u, s.id)
       || jsonb_build_object('exp', floor(extract(epoch from s.expires_at))::bigint)
-  from {{schema}}.sessions s
-  join {{schema}}.{{table}} u on u.id = s.user_id
-  where s.token_hash = sha256(convert_to(session_token, 'UTF8'))
-    and s.revoked_at is null
-    and s.expires_at > now();
+    from {{schema}}.refresh_tokens_retired r
+    join {{schema}}.sessions s on s.id = r.session_id
+    join {{schema}}.{{table}} u on u.id = s.user_id
+    where r.token_hash = sha256(convert_to(session_token, 'UTF8'))
+      and r.retired_at > now() - make_interval(secs => {{reuse_interval_seconds}})
+      and s.revoked_at is null
+      and s.expires_at > now())
+  limit 1;
 $$;
-comment on function {{schema}}.session_claims(text) is 'The claims a token of this live session would carry, or null.';
+comment on function {{schema}}.session_claims(text) is 'The claims a token of this live session would carry, or null. Takes the current cookie, or one rotated out less than sessions.reuse_interval ago.';
 revoke execute on function {{schema}}.session_claims(text) from public;
 grant execute on function {{schema}}.session_claims(text) to {{anon_role}}, {{user_role}};
 

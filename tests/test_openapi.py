@@ -20,6 +20,10 @@ def test_every_form_route_documents_json_and_form_bodies():
             "change_email",
             "forgot_password",
             "forgot_username",
+            "otp",
+            "verify",
+            "recover",
+            "resend",
         )
     }
     for path, operation in posts.items():

@@ -20,6 +20,12 @@ CONTEXT = {
     "reset_link": "https://app.example.com/#reset=TOKEN",
     "reset_token": "TOKEN",
     "reset_minutes": "60",
+    "email": "alice@example.com",
+    "type": "signup",
+    "confirmation_url": "https://auth.example.com/auth/verify?token_hash=LINK&type=signup",
+    "token": "123456",
+    "token_hash": "LINK",
+    "minutes": "60",
 }
 
 

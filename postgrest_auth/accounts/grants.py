@@ -23,7 +23,7 @@ class Grant:
     refresh_token: str | None
 
 
-def grant(services: Services, row: Row, refresh_token: str | None) -> Grant:
+def grant(services: Services, row: Row | dict[str, Any], refresh_token: str | None) -> Grant:
     """A grant for a row carrying the user's columns, `session_id` and `claims`."""
     return Grant(
         user=row,
@@ -40,7 +40,12 @@ async def start_session(
     """A new session for `user`, in the caller's transaction."""
     token = new_session_token()
     row = await services.store.create_session(
-        conn, user["id"], hash_session_token(token), client.user_agent, client.address
+        conn,
+        user["id"],
+        hash_session_token(token),
+        hash_session_token(services.tokens.next_session_token(token)),
+        client.user_agent,
+        client.address,
     )
     return Grant(
         user=user,

@@ -10,6 +10,7 @@ from ..store import Row
 from ..tokens import RESET, InvalidToken
 from ..validation import password_problems, refuse_if
 from .audit import Event, record
+from .confirmation import refuse_unconfirmed
 from .context import ClientInfo
 from .credentials import verify_password
 from .grants import Grant, start_session
@@ -22,8 +23,16 @@ def check_new_password(services: Services, new_password: str, confirmation: str 
     refuse_if(problems)
 
 
-async def user_proving_reset(services: Services, username: str, reset_token: str) -> Row:
-    """The account a reset token was mailed for, if the token is still good for it."""
+async def user_proving_reset(
+    services: Services, client: ClientInfo, username: str, reset_token: str
+) -> Row:
+    """The account a reset token was mailed for, if the token is still good for it.
+
+    Counted per address and per account like a password: a reset token cannot be guessed,
+    but nobody gets to hammer the endpoint with them either."""
+    async with services.pool.acquire() as conn:
+        await services.limiter.hit_address(conn, "change_password", client.address)
+        await services.limiter.hit_account(conn, "reset_token", username)
     try:
         claims = services.tokens.decode(reset_token, RESET)
     except InvalidToken as exc:
@@ -57,11 +66,12 @@ async def change_password(
     """Every session ends (every device signs in anew) and a new one starts for this client."""
     check_new_password(services, new_password, confirmation)
     if reset_token is not None:
-        user = await user_proving_reset(services, username, reset_token)
+        user = await user_proving_reset(services, client, username, reset_token)
     else:
         user = await verify_password(
             services, client, "change_password", username, current_password or "", by_email=False
         )
+        refuse_unconfirmed(services, user)  # it starts a session, as a sign-in does
     new_hash = await services.hasher.hash(new_password)
     async with services.pool.acquire() as conn, conn.transaction():
         updated = await services.store.set_password(conn, user["id"], new_hash, user["token_count"])

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import Code, ServiceError
 from ..services import Services
 from ..session_tokens import hash_session_token
-from ..store import Row
+from ..store import Connection, Row
 from ..tokens import ACCESS, InvalidToken, is_node_token
 from .audit import Event, record
+from .confirmation import refuse_unconfirmed
 from .context import ClientInfo
 from .credentials import verify_password
 from .grants import Grant, grant, start_session
@@ -28,6 +30,7 @@ async def sign_in_with_password(
     services: Services, client: ClientInfo, login: str, password: str, *, by_email: bool
 ) -> Grant:
     user = await verify_password(services, client, "login", login, password, by_email=by_email)
+    refuse_unconfirmed(services, user)  # only now: before the password, it would enumerate
     async with services.pool.acquire() as conn, conn.transaction():
         await services.store.record_sign_in(conn, user["id"])
         await record(services, conn, Event.SIGNED_IN, user["id"], client, method="password")
@@ -58,13 +61,77 @@ async def refresh_with_access_token(services: Services, client: ClientInfo, toke
     raise ServiceError(Code.TOKEN_REVOKED, "The token is no longer valid")
 
 
-async def refresh_with_session_token(services: Services, session_token: str) -> Grant:
-    """A new access token for the session the opaque token (refresh token or cookie) names."""
+# What retired_session_token adds to the user's columns: never part of an answer.
+RETIRED_ONLY = ("token_hash", "live", "recent")
+# How many rotations a token retired under reuse_interval ago may lag behind the current one.
+MAX_ROTATIONS_BEHIND = 16
+
+
+async def refresh_with_session_token(
+    services: Services, client: ClientInfo, session_token: str
+) -> Grant:
+    """A new access token and a new opaque token (refresh token or cookie) for the session the
+    presented one names; the presented one retires.
+
+    A retired token presented again within `sessions.reuse_interval` (two tabs refreshing at
+    once, a retry after a lost answer) gets the session's current tokens. Later, two parties
+    hold copies of one session, and nobody can tell the thief: the whole session ends.
+    """
+    store = services.store
+    presented = hash_session_token(session_token)
+    successor = services.tokens.next_session_token(session_token)
     async with services.pool.acquire() as conn:
-        row = await services.store.refresh_session_by_token(conn, hash_session_token(session_token))
-    if row is None:
-        raise ServiceError(Code.SESSION_ENDED, "The session has ended; sign in again")
-    return grant(services, row, session_token)
+        after = services.tokens.next_session_token(successor)
+        row = await store.rotate_session_token(
+            conn, presented, hash_session_token(successor), hash_session_token(after)
+        )
+        if row is not None:
+            return grant(services, row, successor)
+        retired = await store.retired_session_token(conn, presented)
+        if retired is None or not retired["live"]:
+            # Failures count per address: nobody gets to hammer the endpoint with guesses.
+            await services.limiter.hit_address(conn, "refresh", client.address)
+            raise ServiceError(Code.SESSION_ENDED, "The session has ended; sign in again")
+        if retired["recent"]:
+            current = _current_token(services, successor, retired["token_hash"])
+            if current is not None:
+                answered = {k: v for k, v in retired.items() if k not in RETIRED_ONLY}
+                return grant(services, answered, current)
+        reason = "successor_unknown" if retired["recent"] else "after_reuse_interval"
+        await _end_reused_session(services, conn, client, retired, reason)
+    raise ServiceError(
+        Code.REFRESH_TOKEN_REUSED, "This refresh token was already used; the session has ended"
+    )
+
+
+def _current_token(services: Services, successor: str, current_hash: bytes) -> str | None:
+    """The session's current token, found by following the chain from the presented token's
+    successor; None when it is not among the next few (the signing key changed, or abuse)."""
+    token = successor
+    for _ in range(MAX_ROTATIONS_BEHIND):
+        if hmac.compare_digest(hash_session_token(token), current_hash):
+            return token
+        token = services.tokens.next_session_token(token)
+    return None
+
+
+async def _end_reused_session(
+    services: Services, conn: Connection, client: ClientInfo, retired: Row, reason: str
+) -> None:
+    """Revoke the session (its access tokens die at PostgREST on their next request) and
+    record the reuse once, however many copies arrive at once."""
+    user_id = retired["id"]
+    async with conn.transaction():
+        if await services.store.revoke_session(conn, user_id, retired["session_id"]):
+            await record(
+                services,
+                conn,
+                Event.REFRESH_TOKEN_REUSED,
+                user_id,
+                client,
+                session_id=retired["session_id"],
+                reason=reason,
+            )
 
 
 async def caller_from_access_token(services: Services, token: str) -> Caller:

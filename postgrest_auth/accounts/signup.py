@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncpg
 
+from ..config import Settings
 from ..errors import Code, ServiceError, field_error, invalid
 from ..services import Services
 from ..validation import password_problems, refuse_if, username_problems
 from .audit import Event, record
+from .confirmation import AwaitingConfirmation, send_confirmation
 from .context import ClientInfo
 from .grants import Grant, start_session
+from .links import ORIGINAL, VerifyLink
 
 
 def taken(exc: asyncpg.UniqueViolationError | asyncpg.DuplicateObjectError) -> ServiceError:
@@ -29,9 +32,28 @@ def taken(exc: asyncpg.UniqueViolationError | asyncpg.DuplicateObjectError) -> S
     )
 
 
+def refuse_usernameless_sign_up(settings: Settings) -> None:
+    """Compat mode names each account's database role after its username: an account made
+    from an address alone (passwordless or GoTrue sign-up) would have none."""
+    if settings.roles.per_user:
+        raise ServiceError(
+            Code.VALIDATION_FAILED,
+            "roles.per_user is on: every account needs a username (its database role's name),"
+            " so accounts cannot be made from an email address alone; sign up with a username",
+        )
+
+
 async def sign_up(
-    services: Services, client: ClientInfo, username: str, password: str, email: str | None
-) -> Grant:
+    services: Services,
+    client: ClientInfo,
+    username: str,
+    password: str,
+    email: str | None,
+    *,
+    link: VerifyLink = ORIGINAL,
+) -> Grant | AwaitingConfirmation:
+    """With `email.confirm` and an address, the account waits for the address to be confirmed:
+    no session, a mail with a link and a code instead of the welcome mail."""
     settings = services.settings
     refuse_if(
         username_problems(settings, username) + password_problems(settings, "password", password)
@@ -44,6 +66,10 @@ async def sign_up(
             user = await services.store.insert_user(conn, username, email, password_hash)
             if settings.roles.per_user:
                 await services.store.create_user_role(conn, user["username_lowercase"])
+            if user["email"] and settings.email.confirm:
+                await record(services, conn, Event.SIGNED_UP, user["id"], client)
+                await send_confirmation(services, conn, client, user, link)
+                return AwaitingConfirmation(user)
             granted = await start_session(services, conn, user, client)
             await record(services, conn, Event.SIGNED_UP, user["id"], client)
             if user["email"]:

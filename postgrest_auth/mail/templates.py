@@ -13,7 +13,20 @@ from pathlib import Path
 from string import Template
 
 SHIPPED = Path(__file__).with_name("templates")
-KINDS = ("welcome", "reset_password", "forgot_username", "email_changed", "password_changed")
+KINDS = (
+    "welcome",
+    "reset_password",
+    "forgot_username",
+    "email_changed",
+    "password_changed",
+    # mails carrying a link and a 6-digit code (accounts.one_time_tokens)
+    "confirm_signup",
+    "magic_link",
+    "recovery",
+    "confirm_email_change",
+    "email_change_requested",
+    "account_deleted",
+)
 
 
 @dataclass(frozen=True)

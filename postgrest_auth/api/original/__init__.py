@@ -3,11 +3,24 @@ and shapes, plus sessions, over the account operations."""
 
 from fastapi import APIRouter
 
-from . import accounts, recovery, sessions, tokens
+from . import (
+    accounts,
+    confirmation,
+    passwordless,
+    profile,
+    recovery,
+    sessions,
+    tokens,
+    verification,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (
     accounts.router,
     tokens.router,
     recovery.router,
     sessions.router,
+    passwordless.router,
+    verification.router,
+    confirmation.router,
+    profile.router,
 )

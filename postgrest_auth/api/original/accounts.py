@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, field_validator, model_validator
 
+from ...accounts.confirmation import AwaitingConfirmation
 from ...accounts.email_change import change_email as change_email_of
 from ...accounts.password_change import change_password as change_password_of
 from ...accounts.signup import sign_up as sign_up_user
@@ -61,8 +62,10 @@ async def sign_up(
     response: Response,
     form: Annotated[SignUp, Depends(body(SignUp))],
 ) -> dict[str, Any]:
-    granted = await sign_up_user(services, client, form.username, form.password, form.email)
-    return token_body(services, response, granted)
+    result = await sign_up_user(services, client, form.username, form.password, form.email)
+    if isinstance(result, AwaitingConfirmation):  # email.confirm: no tokens, no session
+        return {"message": "Confirmation email sent; confirm the address to sign in"}
+    return token_body(services, response, result)
 
 
 @router.post(
@@ -98,5 +101,7 @@ async def change_email(
     client: ClientDep,
     form: Annotated[ChangeEmail, Depends(body(ChangeEmail))],
 ) -> dict[str, str]:
-    await change_email_of(services, client, form.username, form.password, form.email)
+    pending = await change_email_of(services, client, form.username, form.password, form.email)
+    if pending:  # email.confirm: the change waits for the new address to confirm it
+        return {"message": "Confirmation email sent to the new address"}
     return {"message": "Email changed"}

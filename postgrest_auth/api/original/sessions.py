@@ -10,21 +10,14 @@ from fastapi import APIRouter, Response
 from ...accounts import sessions
 from ..caller import CallerDep
 from ..deps import ClientDep, ServicesDep
+from .profile import user_body
 
 router = APIRouter(tags=["sessions"])
 
 
-@router.get("/user", summary="The current user's public fields")
+@router.get("/user", summary="The current user's public fields, metadata included")
 async def current_user(caller: CallerDep) -> dict[str, Any]:
-    user = caller.user
-    return {
-        "id": str(user["uid"]),
-        "username": user["username"],
-        "email": user["email"],
-        "created_at": user["created_at"].isoformat(),
-        "last_sign_in_at": user["last_sign_in_at"] and user["last_sign_in_at"].isoformat(),
-        "session_id": caller.session_id,
-    }
+    return user_body(caller.user, caller.session_id)
 
 
 @router.get("/sessions", summary="The current user's live sessions")

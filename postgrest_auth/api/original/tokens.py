@@ -76,7 +76,7 @@ async def refresh_token(
             Code.MISSING_CREDENTIALS,
             "Give username and password, a bearer access token, a refresh_token or the cookie",
         )
-    granted = await sessions.refresh_with_session_token(services, session_token)
+    granted = await sessions.refresh_with_session_token(services, client, session_token)
     return token_body(services, response, granted)
 
 
