@@ -137,7 +137,8 @@ def statement_rates(stack: Stack, seconds: float, rounds: int) -> None:
     def rotating(sql: str) -> Statement:
         async def rotate(conn: asyncpg.Connection, n: int) -> None:
             successor = secrets.token_bytes(32)  # the database sees hashes only
-            if await conn.fetchrow(sql, hashes[n], successor) is None:
+            after = secrets.token_bytes(32)
+            if await conn.fetchrow(sql, hashes[n], successor, after) is None:
                 raise RuntimeError("a benchmark session stopped rotating")
             hashes[n] = successor
 
