@@ -18,13 +18,11 @@ from .api.body_limit import BodyLimitMiddleware
 from .api.csrf import refuse_cross_origin_writes
 from .api.errors import ErrorShapes, install_error_handlers
 from .config import Settings
-from .mail import MailTemplates, MailWorker, Outbox, make_sender
+from .mail import MailWorker, make_sender
 from .migrate import migrate
 from .passwords import PasswordHasher
-from .ratelimit import RateLimiter
-from .services import Afterwards, Services
+from .services import Services
 from .store import Store
-from .tokens import TokenIssuer
 
 log = logging.getLogger(__name__)
 
@@ -96,16 +94,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
             await hasher.set_dummy_cost(stored_cost)
         except Exception as exc:  # the configured cost until the janitor's next try
             log.warning("dummy hash cost: %s", type(exc).__name__)
-        services = Services(
-            settings=settings,
-            pool=pool,
-            store=store,
-            hasher=hasher,
-            tokens=TokenIssuer(settings),
-            outbox=Outbox(settings, store, MailTemplates(settings.email.templates_dir)),
-            limiter=RateLimiter(settings.rate_limit, store),
-            afterwards=Afterwards(),
-        )
+        services = Services.build(settings, pool, hasher)
         app.state.services = services
         worker = MailWorker(settings, pool, store, make_sender(settings.email))
         worker.start()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from .config import Settings
-from .mail import Outbox
+from .mail import MailTemplates, Outbox
 from .passwords import PasswordHasher
 from .ratelimit import RateLimiter
 from .store import Store
@@ -58,3 +58,18 @@ class Services:
     outbox: Outbox
     limiter: RateLimiter
     afterwards: Afterwards
+
+    @classmethod
+    def build(cls, settings: Settings, pool: asyncpg.Pool, hasher: PasswordHasher) -> Services:
+        """The service's parts over `pool`: one recipe for the server and the command line."""
+        store = Store(settings)
+        return cls(
+            settings=settings,
+            pool=pool,
+            store=store,
+            hasher=hasher,
+            tokens=TokenIssuer(settings),
+            outbox=Outbox(settings, store, MailTemplates(settings.email.templates_dir)),
+            limiter=RateLimiter(settings.rate_limit, store),
+            afterwards=Afterwards(),
+        )

@@ -179,7 +179,7 @@ class Store:
             " (user_id, token_hash, next_token_hash, expires_at, user_agent, address)"
             f" values ($1, $2, $3, {self._session_end('now()')}, $4, $5::inet)"
             " returning id, user_id, expires_at)"
-            f" select s.id::text, s.expires_at, {self.claims_of}(u, s.id) as claims"
+            f" select s.id::text as session_id, s.expires_at, {self.claims_of}(u, s.id) as claims"
             f" from s join {self.users} u on u.id = s.user_id",
             user_id,
             token_hash,

@@ -14,12 +14,8 @@ from .accounts import ClientInfo
 from .accounts.profile import find_user, public_user, update_app_metadata
 from .config import Pool, Settings
 from .errors import ServiceError
-from .mail import MailTemplates, Outbox
 from .passwords import PasswordHasher
-from .ratelimit import RateLimiter
-from .services import Afterwards, Services
-from .store import Store
-from .tokens import TokenIssuer
+from .services import Services
 
 ACTIONS = ("show", "app-metadata")
 
@@ -49,18 +45,8 @@ async def run(settings: Settings, action: str, reference: str, change: str | Non
 
     small = settings.db.model_copy(update={"pool": Pool(min=1, max=2)})  # one at a time
     pool = await open_pool(settings.model_copy(update={"db": small}))
-    store = Store(settings)
     hasher = PasswordHasher(settings.passwords)
-    services = Services(
-        settings=settings,
-        pool=pool,
-        store=store,
-        hasher=hasher,
-        tokens=TokenIssuer(settings),
-        outbox=Outbox(settings, store, MailTemplates(settings.email.templates_dir)),
-        limiter=RateLimiter(settings.rate_limit, store),
-        afterwards=Afterwards(),
-    )
+    services = Services.build(settings, pool, hasher)
     try:
         user = await find_user(services, reference)
         if user is None:

@@ -47,10 +47,4 @@ async def start_session(
         client.user_agent,
         client.address,
     )
-    return Grant(
-        user=user,
-        session_id=row["id"],
-        access_token=services.tokens.access_token(row["claims"]),
-        expires_in=services.settings.payload.exp,
-        refresh_token=token,
-    )
+    return grant(services, {**dict(user), **dict(row)}, token)
