@@ -16,7 +16,8 @@ Row = asyncpg.Record
 
 USER_COLUMNS = (
     "id, uid, username, username_lowercase, email, password, token_count, email_confirmed_at,"
-    " new_email, user_metadata, app_metadata, created_at, updated_at, last_sign_in_at"
+    " new_email, user_metadata, app_metadata, created_at, updated_at, last_sign_in_at,"
+    " adopted_at"
 )
 # The same, qualified for joins.
 CALLER_COLUMNS = ", ".join(f"u.{c}" for c in USER_COLUMNS.split(", "))
@@ -562,15 +563,29 @@ class Store:
             email,
         )
 
-    async def spend_one_time_token(self, conn: Connection, token_id: int) -> Row | None:
-        """Mark a token used. Its account (as it was) with the token's `kind` and `sent_to`;
-        None when another use won the race or it expired meanwhile."""
+    async def clear_unproven_password(self, conn: Connection, user_id: int) -> Row:
+        """Drop a password set before the address was proven; every older token dies."""
+        return await conn.fetchrow(
+            f"update {self.users} set password = null, token_count = token_count + 1,"
+            f" updated_at = now() where id = $1 returning {USER_COLUMNS}",
+            user_id,
+        )
+
+    async def spend_one_time_token(
+        self, conn: Connection, token_id: int, secret_hash: bytes
+    ) -> Row | None:
+        """Mark a token used, if it is still the secret that was checked (a newer mail of the
+        kind reuses the row: an old secret must not spend the new one). Its account (as it
+        was) with the token's `kind` and `sent_to`; None when another use won the race, a
+        newer mail replaced it or it expired meanwhile."""
         return await conn.fetchrow(
             f"with t as (update {self.one_time_tokens} set used_at = now() where id = $1"
+            " and (token_hash = $2 or code_hash = $2)"
             " and used_at is null and expires_at > now() returning user_id, kind, sent_to)"
             f" select {CALLER_COLUMNS}, t.kind, t.sent_to"
             f" from t join {self.users} u on u.id = t.user_id",
             token_id,
+            secret_hash,
         )
 
     async def confirm_email(self, conn: Connection, user_id: int, email: str) -> Row | None:

@@ -18,6 +18,13 @@ comment on column {{schema}}.{{table}}.new_email is 'An address change waiting f
 
 create unique index if not exists {{uid_index}} on {{schema}}.{{table}} (uid);
 
+-- Tokens minted by the Node original name their user by username only. Usernames become free
+-- again when an account is deleted, so such tokens are honoured only for the accounts that
+-- existed when this ran, never for a later account that took the name.
+alter table {{schema}}.{{table}} add column if not exists adopted_at timestamptz;
+comment on column {{schema}}.{{table}}.adopted_at is 'Set on accounts that existed before this migration: only they accept tokens of the Node original.';
+update {{schema}}.{{table}} set adopted_at = now() where adopted_at is null;
+
 -- Accounts that exist when this runs (the Node original's, or ours before confirmation) were
 -- never asked to confirm: they count as confirmed.
 update {{schema}}.{{table}} set email_confirmed_at = coalesce(created_at, now())

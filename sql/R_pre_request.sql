@@ -46,7 +46,8 @@ begin
   -- No session: the user's count judges (tokens of the Node original).
   if subject = 'access' then
     select u.token_count into current_count
-      from {{schema}}.{{table}} u where u.username_lowercase = lower(claims->>'aud');
+      from {{schema}}.{{table}} u
+      where u.username_lowercase = lower(claims->>'aud') and u.adopted_at is not null;
   elsif subject ~ '^[0-9a-fA-F-]{36}$' then
     select u.token_count into current_count
       from {{schema}}.{{table}} u where u.uid = subject::uuid;

@@ -353,6 +353,7 @@ def node_token(username: str, count: int, role: str = "alice") -> str:
 
 def test_node_original_token_is_exchanged(client, dsn):
     sign_up(client, "alice", "alice@example.com")
+    run_sql(dsn, "update auth.users set adopted_at = now()")  # as if adopted from Node
     r = client.post("/refresh_token", headers=bearer(node_token("alice", 0)))
     assert r.status_code == 200, r.text
     body = r.json()
@@ -365,9 +366,15 @@ def test_node_original_token_is_exchanged(client, dsn):
     assert client.post("/refresh_token", json={"refresh_token": body["refresh_token"]}).is_success
 
 
+def test_node_original_token_is_refused_for_an_account_not_adopted(client, dsn):
+    """A deleted account frees its username: a Node token must not reach whoever takes it."""
+    sign_up(client, "alice", "alice@example.com")
+    assert_401(client.post("/refresh_token", headers=bearer(node_token("alice", 0))))
+
+
 def test_node_original_token_with_stale_count_is_refused(client, dsn):
     sign_up(client)
-    run_sql(dsn, "update auth.users set token_count = 1")
+    run_sql(dsn, "update auth.users set adopted_at = now(), token_count = 1")
     assert_401(client.post("/refresh_token", headers=bearer(node_token("alice", 0))))
     assert_401(client.post("/refresh_token", headers=bearer(node_token("nobody", 0))))
     other_secret = jwt.encode(

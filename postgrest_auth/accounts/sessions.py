@@ -52,7 +52,12 @@ async def refresh_with_access_token(services: Services, client: ClientInfo, toke
     async with services.pool.acquire() as conn:
         if is_node_token(claims):
             user = await store.user_by_username(conn, claims["aud"])
-            if user is not None and user["token_count"] == claims["count"]:
+            # Only accounts adopted from the Node database: a later one may have taken the name.
+            if (
+                user is not None
+                and user["adopted_at"] is not None
+                and user["token_count"] == claims["count"]
+            ):
                 return await start_session(services, conn, user, client)
         elif isinstance(claims.get("sid"), str):
             row = await store.refresh_session_by_claims(conn, claims["sid"], str(claims["sub"]))

@@ -16,6 +16,7 @@ from typing import Literal
 import asyncpg
 
 from ..services import Services
+from ..store import Connection, Row
 from .audit import Event, record
 from .context import ClientInfo
 from .email_change import complete_email_change
@@ -60,7 +61,7 @@ async def verify_code(
             user_id = user["id"] if user is not None else None
             await record(services, conn, Event.OTP_FAILED, user_id, client, type=type_, via="code")
         raise refused()
-    granted = await _redeem(services, client, match["id"], method="otp")
+    granted = await _redeem(services, client, match["id"], match["code_hash"], method="otp")
     async with services.pool.acquire() as conn:
         for subject in subjects:
             await limiter.forgive_verify(conn, subject)
@@ -71,22 +72,43 @@ async def verify_link(
     services: Services, client: ClientInfo, type_: EmailOtpType, token: str
 ) -> Grant:
     """The token of a mailed link (its `token_hash` parameter; GoTrue's `token` in GET)."""
+    digest = link_digest(token)
     async with services.pool.acquire() as conn:
         await services.limiter.hit_address(conn, "verify", client.address)
-        row = await services.store.live_one_time_token_by_hash(conn, link_digest(token))
+        row = await services.store.live_one_time_token_by_hash(conn, digest)
         if row is None or row["kind"] not in KINDS_OF_TYPE[type_]:
             user_id = row["user_id"] if row is not None else None
             await record(services, conn, Event.OTP_FAILED, user_id, client, type=type_, via="link")
             raise refused()
-    return await _redeem(services, client, row["id"], method="magiclink")
+    return await _redeem(services, client, row["id"], digest, method="magiclink")
 
 
-async def _redeem(services: Services, client: ClientInfo, token_id: int, method: str) -> Grant:
+# Kinds whose verification signs in the mailbox's owner, who need not be who signed up.
+MAILBOX_OWNER_KINDS = ("magiclink", "recovery", "invite")
+
+
+async def _hand_to_mailbox_owner(
+    services: Services, conn: Connection, client: ClientInfo, user: Row
+) -> Row:
+    """Whoever signed up with an address that was never proven may not be its owner: when the
+    owner first proves it by a sign-in link or code, the password set without that proof goes
+    and every earlier session ends, so a squatter keeps no way in."""
+    if user["password"] is None:
+        return user
+    taken_back = await services.store.clear_unproven_password(conn, user["id"])
+    await services.store.revoke_sessions(conn, user["id"])
+    await record(services, conn, Event.PASSWORD_CHANGED, user["id"], client, reason="unproven")
+    return taken_back
+
+
+async def _redeem(
+    services: Services, client: ClientInfo, token_id: int, secret_hash: bytes, method: str
+) -> Grant:
     """Spend the token and do what its kind does, then start a session: all or nothing."""
     store = services.store
     try:
         async with services.pool.acquire() as conn, conn.transaction():
-            spent = await store.spend_one_time_token(conn, token_id)
+            spent = await store.spend_one_time_token(conn, token_id, secret_hash)
             if spent is None:  # another use won the race, or it expired meanwhile
                 raise refused()
             kind = spent["kind"]
@@ -98,6 +120,8 @@ async def _redeem(services: Services, client: ClientInfo, token_id: int, method:
                     raise refused()
                 if spent["email_confirmed_at"] is None:
                     await record(services, conn, Event.EMAIL_CONFIRMED, user["id"], client)
+                    if kind in MAILBOX_OWNER_KINDS:
+                        user = await _hand_to_mailbox_owner(services, conn, client, user)
             await store.record_sign_in(conn, user["id"])
             await record(
                 services, conn, Event.SIGNED_IN, user["id"], client, method=method, kind=kind

@@ -61,14 +61,18 @@ def install_error_handlers(app: FastAPI, shapes: ErrorShapes) -> None:
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> Response:
-        if exc.__cause__ is not None:
+        cause = exc.__cause__
+        if cause is not None:
+            # The cause's kind and constraint only: a database error's text quotes the values
+            # (an address, a username) that broke the rule.
             log.info(
-                "%s %s refused (%s), cause: %s: %s",
+                "%s %s refused (%s), cause: %s %s %s",
                 request.method,
                 request.url.path,
                 exc.code,
-                type(exc.__cause__).__name__,
-                exc.__cause__,
+                type(cause).__name__,
+                getattr(cause, "sqlstate", "") or "",
+                getattr(cause, "constraint_name", "") or "",
             )
         return shapes.render(request.url.path, exc)
 
