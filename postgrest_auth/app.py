@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
 from .api import meta, original
+from .api.access_log import redact_access_log
 from .api.body_limit import BodyLimitMiddleware
 from .api.csrf import refuse_cross_origin_writes
 from .api.errors import ErrorShapes, install_error_handlers
@@ -81,6 +82,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redact_access_log()
         pool = await open_pool(settings)
         if should_migrate:
             async with pool.acquire() as conn:

@@ -274,3 +274,22 @@ def test_console_mail_without_a_plain_part_prints_the_html_decoded(capsys):
     out = console_output(capsys, message)
     assert f'href="https://app.test/reset?token={token}"' in out
     assert "=3D" not in out and "To: bob@example.test" in out.splitlines()
+
+
+def test_access_log_drops_query_strings():
+    """A mailed link's secret rides in its query string; the access log never shows it."""
+    import logging
+
+    from postgrest_auth.api.access_log import DropQueryStrings
+
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        "",
+        0,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5", "GET", "/auth/verify?token_hash=SECRET&type=signup", "1.1", 303),
+        None,
+    )
+    assert DropQueryStrings().filter(record)
+    assert "SECRET" not in record.getMessage() and "/auth/verify" in record.getMessage()
