@@ -23,6 +23,13 @@ USER_COLUMNS = (
 CALLER_COLUMNS = ", ".join(f"u.{c}" for c in USER_COLUMNS.split(", "))
 # A session that can still be used: the one definition the service's queries share.
 LIVE = "revoked_at is null and expires_at > now()"
+
+
+def live(alias: str) -> str:
+    """LIVE for a session table under `alias` in a join."""
+    return f"{alias}.revoked_at is null and {alias}.expires_at > now()"
+
+
 # Inside a statement: its transaction's commit does not wait for the WAL flush (one round trip,
 # where `set local` would need an explicit transaction).
 ASYNC_COMMIT = "set_config('synchronous_commit', 'off', true)"
@@ -237,7 +244,7 @@ class Store:
         return await conn.fetchrow(
             f"select {CALLER_COLUMNS}, s.id::text as session_id"
             f" from {self.sessions} s join {self.users} u on u.id = s.user_id"
-            " where s.id = $1::uuid and s.revoked_at is null and s.expires_at > now()"
+            f" where s.id = $1::uuid and {live('s')}"
             f" and {subject_is('$2')}",
             session_id,
             subject,
@@ -252,7 +259,7 @@ class Store:
             f" union all select t.id, t.user_id from {self.retired_tokens} r"
             f" join {self.sessions} t on t.id = r.session_id where r.token_hash = $1"
             " and r.retired_at > now() - make_interval(secs => $2)"
-            " and t.revoked_at is null and t.expires_at > now() limit 1) s"
+            f" and {live('t')} limit 1) s"
             f" join {self.users} u on u.id = s.user_id",
             token_hash,
             self.reuse_interval,
@@ -267,12 +274,11 @@ class Store:
         )
         return status != "UPDATE 0"
 
-    async def revoke_sessions(self, conn: Connection, user_id: int, keep: str | None = None) -> int:
+    async def revoke_sessions(self, conn: Connection, user_id: int) -> int:
         status = await conn.execute(
             f"update {self.sessions} set revoked_at = now() where user_id = $1"
-            " and revoked_at is null and ($2::uuid is null or id <> $2::uuid)",
+            " and revoked_at is null",
             user_id,
-            keep,
         )
         return int(status.split()[-1])
 
@@ -326,7 +332,7 @@ class Store:
             " refreshed_at = now(),"
             f" expires_at = greatest(t.expires_at, {self._session_end('t.created_at')})"
             " where (t.token_hash = $1 or t.next_token_hash = $1)"
-            " and t.revoked_at is null and t.expires_at > now()"
+            f" and {live('t')}"
             " returning t.id, t.user_id, t.expires_at,"
             f" {ASYNC_COMMIT} as asynchronous_commit),"
             f" retired as (insert into {self.retired_tokens} (token_hash, session_id)"
@@ -343,7 +349,7 @@ class Store:
         return await conn.fetchrow(
             f"select {CALLER_COLUMNS}, s.id::text as session_id, s.expires_at,"
             f" {self.claims_of}(u, s.id) as claims, s.token_hash,"
-            " s.revoked_at is null and s.expires_at > now() as live,"
+            f" {live('s')} as live,"
             " r.retired_at > now() - make_interval(secs => $2) as recent"
             f" from {self.retired_tokens} r join {self.sessions} s on s.id = r.session_id"
             f" join {self.users} u on u.id = s.user_id where r.token_hash = $1",

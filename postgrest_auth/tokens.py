@@ -75,7 +75,7 @@ class TokenIssuer:
             b"postgrest-auth/refresh-rotation:" + material.encode()
         ).digest()
 
-    def access_token(self, claims: dict[str, Any], lifetime: int | None = None) -> str:
+    def access_token(self, claims: dict[str, Any]) -> str:
         """Signs the claims the database built (`access_claims()` in SQL, the one definition
         `auth.authenticate` shares), adding the token's own time and id."""
         now = int(time.time())
@@ -83,7 +83,7 @@ class TokenIssuer:
             {
                 **claims,
                 "iat": now,
-                "exp": now + (lifetime or self.settings.payload.exp),
+                "exp": now + self.settings.payload.exp,
                 "jti": str(uuid.uuid4()),
             }
         )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncpg
 
-from ..errors import Code, ServiceError, field_error
 from ..services import Services
 from ..store import Connection, Row
 from .audit import Event, record
@@ -18,7 +17,7 @@ from .context import ClientInfo
 from .credentials import verify_password
 from .links import ORIGINAL, VerifyLink
 from .one_time_tokens import count_mail, mail_secret, refused
-from .signup import taken
+from .signup import email_taken, taken
 
 
 async def change_email(
@@ -40,17 +39,8 @@ async def change_email(
     try:
         async with services.pool.acquire() as conn, conn.transaction():
             updated = await services.store.set_email(conn, user["id"], email)
-            old, new = user["email"], updated["email"]
             await record(services, conn, Event.EMAIL_CHANGED, user["id"], client)
-            if old and old != new:
-                await services.outbox.enqueue(
-                    conn,
-                    "email_changed",
-                    old,
-                    username=user["username"],
-                    old_email=old,
-                    new_email=new,
-                )
+            await _tell_old_address(services, conn, "email_changed", user, updated["email"])
     except asyncpg.UniqueViolationError as exc:
         raise taken(exc) from exc
     return False
@@ -63,11 +53,7 @@ async def request_email_change(
     request's); tell the old address that a change was asked for."""
     async with services.pool.acquire() as conn, conn.transaction():
         if await services.store.user_by_email(conn, email) is not None:
-            raise ServiceError(
-                Code.EMAIL_TAKEN,
-                "That email is already taken",
-                [field_error("email", "is already taken")],
-            )
+            raise email_taken()
         await count_mail(services, conn, "email_change", email, user["id"])
         updated = await services.store.set_new_email(conn, user["id"], email)
         old = user["email"]
@@ -82,15 +68,7 @@ async def request_email_change(
             new_email=email,
         )
         await record(services, conn, Event.EMAIL_CHANGE_REQUESTED, user["id"], client)
-        if old:
-            await services.outbox.enqueue(
-                conn,
-                "email_change_requested",
-                old,
-                username=user["username"],
-                old_email=old,
-                new_email=email,
-            )
+        await _tell_old_address(services, conn, "email_change_requested", user, email)
 
 
 async def complete_email_change(
@@ -103,14 +81,16 @@ async def complete_email_change(
     if updated is None:  # the account no longer waits for this address
         raise refused()
     await record(services, conn, Event.EMAIL_CHANGED, spent["id"], client, confirmed=True)
-    old = spent["email"]
-    if old and old != updated["email"]:
-        await services.outbox.enqueue(
-            conn,
-            "email_changed",
-            old,
-            username=updated["username"],
-            old_email=old,
-            new_email=updated["email"],
-        )
+    await _tell_old_address(services, conn, "email_changed", spent, updated["email"])
     return updated
+
+
+async def _tell_old_address(
+    services: Services, conn: Connection, kind: str, user: Row, new_email: str
+) -> None:
+    """The address the account had hears of a change to another one, in conn's transaction."""
+    old = user["email"]
+    if old and old != new_email:
+        await services.outbox.enqueue(
+            conn, kind, old, username=user["username"], old_email=old, new_email=new_email
+        )

@@ -15,16 +15,18 @@ from .grants import Grant, start_session
 from .links import ORIGINAL, VerifyLink
 
 
+def email_taken() -> ServiceError:
+    return ServiceError(
+        Code.EMAIL_TAKEN, "That email is already taken", [field_error("email", "is already taken")]
+    )
+
+
 def taken(exc: asyncpg.UniqueViolationError | asyncpg.DuplicateObjectError) -> ServiceError:
     """Which field a unique violation is about. Ours is <table>_email_uniq; a table adopted
     from the Node original may have <table>_email_key."""
     constraint = getattr(exc, "constraint_name", None) or ""
     if constraint.endswith(("_email_uniq", "_email_key")):
-        return ServiceError(
-            Code.EMAIL_TAKEN,
-            "That email is already taken",
-            [field_error("email", "is already taken")],
-        )
+        return email_taken()
     return ServiceError(
         Code.USERNAME_TAKEN,
         "That username is already taken",
