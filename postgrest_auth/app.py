@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
-from .api import meta, original
+from .api import gotrue, meta, original
 from .api.access_log import redact_access_log
 from .api.body_limit import BodyLimitMiddleware
 from .api.csrf import refuse_cross_origin_writes
@@ -65,6 +65,7 @@ async def _sweep(services: Services) -> None:
                 await services.store.delete_old_rate_limits(conn, 86400)
                 await services.store.delete_old_audit_events(conn, settings.audit.retention_days)
                 await services.store.delete_old_one_time_tokens(conn, 86400)
+                await services.store.delete_old_flow_states(conn)
             log.info("janitor: removed %s ended sessions", removed)
         except Exception as exc:
             log.warning("janitor: %s", type(exc).__name__)
@@ -128,13 +129,27 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
             prefix=settings.prefix,
             dependencies=[Depends(refuse_cross_origin_writes)],
         )
+    if settings.gotrue.enabled:
+        # No cookie is read there (bearer tokens only), so no cross-site request can borrow one.
+        gotrue_prefix = settings.prefix + gotrue.PATH
+        shapes.add(gotrue_prefix, gotrue.errors.render)
+        for router in gotrue.ROUTERS:
+            app.include_router(router, prefix=gotrue_prefix)
     if settings.http.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.http.cors_origins,
             allow_credentials=True,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type"],
+            # what the Supabase clients send besides the usual two
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "apikey",
+                "x-client-info",
+                "x-supabase-api-version",
+            ],
+            expose_headers=["X-Supabase-Api-Version", "X-Total-Count", "Link"],
             max_age=600,
         )
     app.add_middleware(

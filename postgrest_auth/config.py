@@ -100,6 +100,12 @@ class Roles(Section):
     user: str = Field("normal_user", min_length=1, max_length=63)
     authenticator: str = Field("authenticator", min_length=1, max_length=63)
     per_user: bool = False
+    service: str = Field(
+        "service_role",
+        min_length=1,
+        max_length=63,
+        description="a token with this role may call the admin API (GoTrue's service_role key)",
+    )
 
 
 class SigningKey(Section):
@@ -218,6 +224,28 @@ class Http(Section):
         return any(ip in network for network in networks)
 
 
+class Gotrue(Section):
+    """The GoTrue-compatible API under `{prefix}/v1`, for the Supabase client libraries."""
+
+    enabled: bool = True
+    site_url: str | None = Field(
+        None, description="where mailed links send the browser when no redirect_to is given"
+    )
+    redirect_urls: list[str] = Field(
+        default_factory=list,
+        description="allowed redirect_to targets: exact URLs, or prefixes ending in '*'"
+        " (https://app.example.com/*)",
+    )
+    aud: str = Field("authenticated", min_length=1, description="the access tokens' aud claim")
+
+    @field_validator("site_url")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/?#\s]+", value):
+            raise ValueError("must be an absolute http(s) URL")
+        return value
+
+
 class Settings(BaseSettings):
     """Every knob of the service. Field names follow the original's JSON keys."""
 
@@ -252,6 +280,7 @@ class Settings(BaseSettings):
     rate_limit: RateLimits = RateLimits()
     audit: Audit = Audit()
     http: Http = Http()
+    gotrue: Gotrue = Gotrue()
 
     @field_validator("public_url")
     @classmethod

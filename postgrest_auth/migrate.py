@@ -67,6 +67,7 @@ def template_values(settings: Settings) -> dict[str, str]:
         "per_user_literal": "true" if roles.per_user else "false",
         "cookie_name_literal": quote_literal(settings.cookie.name),
         "issuer_literal": quote_literal(settings.payload.iss),
+        "aud_literal": quote_literal(settings.gotrue.aud),
         # A validated integer (seconds): a rotated cookie still opens its session this long.
         "reuse_interval_seconds": str(int(settings.sessions.reuse_interval)),
         "outbox_channel_literal": quote_literal(outbox_channel(settings)),

@@ -17,7 +17,7 @@ Row = asyncpg.Record
 USER_COLUMNS = (
     "id, uid, username, username_lowercase, email, password, token_count, email_confirmed_at,"
     " new_email, user_metadata, app_metadata, created_at, updated_at, last_sign_in_at,"
-    " adopted_at"
+    " adopted_at, banned_until"
 )
 # The same, qualified for joins.
 CALLER_COLUMNS = ", ".join(f"u.{c}" for c in USER_COLUMNS.split(", "))
@@ -50,8 +50,11 @@ class Store:
         self.rate_limits = f"{schema}.rate_limits"
         self.audit_log = f"{schema}.audit_log"
         self.one_time_tokens = f"{schema}.one_time_tokens"
+        self.flow_state = f"{schema}.flow_state"
         # The claims of an access token, defined once in SQL for us and auth.authenticate.
         self.claims_of = f"{schema}.access_claims"
+        # ... for a session joined as `s` (its id and how it was signed in).
+        self.session_claims = f"{self.claims_of}(u, s.id, s.amr) as claims"
         self.roles = settings.roles
         self.session_lifetime = settings.sessions.lifetime
         self.session_timebox = settings.sessions.timebox
@@ -79,16 +82,24 @@ class Store:
         )
 
     async def insert_user(
-        self, conn: Connection, username: str, email: str | None, password_hash: str
+        self,
+        conn: Connection,
+        username: str | None,
+        email: str | None,
+        password_hash: str,
+        user_metadata: dict[str, Any] | None = None,
     ) -> Row:
-        """Raises asyncpg.UniqueViolationError when the username or email is taken."""
+        """Raises asyncpg.UniqueViolationError when the username or email is taken. An account
+        of the GoTrue API has no username."""
         return await conn.fetchrow(
             f"insert into {self.users} (username, username_lowercase, email, password,"
-            " last_sign_in_at) values ($1::text, lower($1::text), lower($2), $3, now())"
+            " last_sign_in_at, user_metadata) values ($1::text, lower($1::text), lower($2), $3,"
+            " now(), $4::text::jsonb)"
             f" returning {USER_COLUMNS}",
             username,
             email,
             password_hash,
+            json.dumps(user_metadata or {}),
         )
 
     async def create_user_role(self, conn: Connection, role: str) -> None:
@@ -180,20 +191,25 @@ class Store:
         next_token_hash: bytes,
         user_agent: str | None,
         address: str | None,
+        method: str,
     ) -> Row:
-        """The new session's id, expiry and the claims of its access tokens."""
+        """The new session's id, expiry and the claims of its access tokens; `method` is how
+        it was signed in (GoTrue's amr method: password, otp, magiclink, …)."""
         return await conn.fetchrow(
             f"with s as (insert into {self.sessions}"
-            " (user_id, token_hash, next_token_hash, expires_at, user_agent, address)"
-            f" values ($1, $2, $3, {self._session_end('now()')}, $4, $5::inet)"
-            " returning id, user_id, expires_at)"
-            f" select s.id::text as session_id, s.expires_at, {self.claims_of}(u, s.id) as claims"
+            " (user_id, token_hash, next_token_hash, expires_at, user_agent, address, amr)"
+            f" values ($1, $2, $3, {self._session_end('now()')}, $4, $5::inet,"
+            " jsonb_build_array(jsonb_build_object('method', $6::text,"
+            " 'timestamp', floor(extract(epoch from now()))::bigint)))"
+            " returning id, user_id, expires_at, amr)"
+            f" select s.id::text as session_id, s.expires_at, {self.session_claims}"
             f" from s join {self.users} u on u.id = s.user_id",
             user_id,
             token_hash,
             next_token_hash,
             user_agent,
             address,
+            method,
         )
 
     def _session_end(self, created_at: str) -> str:
@@ -213,7 +229,7 @@ class Store:
         stay reads, with no commit to wait for.
         """
         return (
-            f"with s as (select id, user_id, created_at, expires_at from {self.sessions}"
+            f"with s as (select id, user_id, created_at, expires_at, amr from {self.sessions}"
             f" where {session_filter} and {LIVE}),"
             f" pushed as (update {self.sessions} t set refreshed_at = now(),"
             f" expires_at = {self._session_end('s.created_at')} from s where t.id = s.id"
@@ -221,7 +237,7 @@ class Store:
             " returning t.id, t.expires_at)"
             f" select {CALLER_COLUMNS}, s.id::text as session_id,"
             " coalesce(p.expires_at, s.expires_at) as expires_at,"
-            f" {self.claims_of}(u, s.id) as claims"
+            f" {self.session_claims}"
             f" from s join {self.users} u on u.id = s.user_id"
             " left join pushed p on p.id = s.id"
         )
@@ -274,11 +290,15 @@ class Store:
         )
         return status != "UPDATE 0"
 
-    async def revoke_sessions(self, conn: Connection, user_id: int) -> int:
+    async def revoke_sessions(
+        self, conn: Connection, user_id: int, *, keep: str | None = None
+    ) -> int:
+        """End the user's sessions, but `keep` (the caller's, when it goes on)."""
         status = await conn.execute(
             f"update {self.sessions} set revoked_at = now() where user_id = $1"
-            " and revoked_at is null",
+            " and revoked_at is null and id is distinct from $2::uuid",
             user_id,
+            keep,
         )
         return int(status.split()[-1])
 
@@ -333,12 +353,12 @@ class Store:
             f" expires_at = greatest(t.expires_at, {self._session_end('t.created_at')})"
             " where (t.token_hash = $1 or t.next_token_hash = $1)"
             f" and {live('t')}"
-            " returning t.id, t.user_id, t.expires_at,"
+            " returning t.id, t.user_id, t.expires_at, t.amr,"
             f" {ASYNC_COMMIT} as asynchronous_commit),"
             f" retired as (insert into {self.retired_tokens} (token_hash, session_id)"
             " select $1, id from s on conflict (token_hash) do nothing)"
             f" select {CALLER_COLUMNS}, s.id::text as session_id, s.expires_at,"
-            f" {self.claims_of}(u, s.id) as claims"
+            f" {self.session_claims}"
             f" from s join {self.users} u on u.id = s.user_id"
         )
 
@@ -348,7 +368,7 @@ class Store:
         token was retired `recent`ly (under reuse_interval ago). None: not a retired token."""
         return await conn.fetchrow(
             f"select {CALLER_COLUMNS}, s.id::text as session_id, s.expires_at,"
-            f" {self.claims_of}(u, s.id) as claims, s.token_hash,"
+            f" {self.session_claims}, s.token_hash,"
             f" {live('s')} as live,"
             " r.retired_at > now() - make_interval(secs => $2) as recent"
             f" from {self.retired_tokens} r join {self.sessions} s on s.id = r.session_id"
@@ -528,21 +548,29 @@ class Store:
         token_hash: bytes,
         code_hash: bytes,
         lifetime: int,
+        code_challenge: str | None = None,
+        code_challenge_method: str | None = None,
     ) -> None:
-        """The account's token of this kind, replacing (superseding) any older one."""
+        """The account's token of this kind, replacing (superseding) any older one; with a
+        PKCE challenge when the client that asked for the mail sent one."""
         await conn.execute(
             f"insert into {self.one_time_tokens} as t"
-            " (kind, user_id, sent_to, token_hash, code_hash, expires_at)"
-            " values ($1, $2, lower($3), $4, $5, now() + make_interval(secs => $6))"
+            " (kind, user_id, sent_to, token_hash, code_hash, expires_at, code_challenge,"
+            " code_challenge_method)"
+            " values ($1, $2, lower($3), $4, $5, now() + make_interval(secs => $6), $7, $8)"
             " on conflict (user_id, kind) do update set sent_to = excluded.sent_to,"
             " token_hash = excluded.token_hash, code_hash = excluded.code_hash,"
-            " created_at = now(), expires_at = excluded.expires_at, used_at = null",
+            " created_at = now(), expires_at = excluded.expires_at, used_at = null,"
+            " code_challenge = excluded.code_challenge,"
+            " code_challenge_method = excluded.code_challenge_method",
             kind,
             user_id,
             sent_to,
             token_hash,
             code_hash,
             lifetime,
+            code_challenge,
+            code_challenge_method,
         )
 
     async def live_one_time_token_by_hash(self, conn: Connection, token_hash: bytes) -> Row | None:
@@ -587,8 +615,10 @@ class Store:
         return await conn.fetchrow(
             f"with t as (update {self.one_time_tokens} set used_at = now() where id = $1"
             " and (token_hash = $2 or code_hash = $2)"
-            " and used_at is null and expires_at > now() returning user_id, kind, sent_to)"
-            f" select {CALLER_COLUMNS}, t.kind, t.sent_to"
+            " and used_at is null and expires_at > now()"
+            " returning user_id, kind, sent_to, code_challenge, code_challenge_method)"
+            f" select {CALLER_COLUMNS}, t.kind, t.sent_to, t.code_challenge,"
+            " t.code_challenge_method"
             f" from t join {self.users} u on u.id = t.user_id",
             token_id,
             secret_hash,
@@ -632,6 +662,47 @@ class Store:
         return int(status.split()[-1])
 
     # -- profile: metadata, looking accounts up for the operator, deleting an account ---------
+
+    # -- PKCE flow state ------------------------------------------------------------------------
+
+    async def save_flow_state(
+        self,
+        conn: Connection,
+        auth_code_hash: bytes,
+        user_id: int,
+        code_challenge: str,
+        code_challenge_method: str,
+        authentication_method: str,
+        lifetime: int,
+    ) -> None:
+        await conn.execute(
+            f"insert into {self.flow_state} (auth_code_hash, user_id, code_challenge,"
+            " code_challenge_method, authentication_method, expires_at)"
+            " values ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))",
+            auth_code_hash,
+            user_id,
+            code_challenge,
+            code_challenge_method,
+            authentication_method,
+            lifetime,
+        )
+
+    async def take_flow_state(self, conn: Connection, auth_code_hash: bytes) -> Row | None:
+        """The flow state of this code, deleted: a code is exchanged once, right or wrong."""
+        return await conn.fetchrow(
+            f"delete from {self.flow_state} where auth_code_hash = $1 returning user_id,"
+            " code_challenge, code_challenge_method, authentication_method,"
+            " expires_at > now() as live",
+            auth_code_hash,
+        )
+
+    async def delete_old_flow_states(self, conn: Connection) -> None:
+        await conn.execute(f"delete from {self.flow_state} where expires_at < now()")
+
+    async def user_by_id(self, conn: Connection, user_id: int) -> Row | None:
+        return await conn.fetchrow(
+            f"select {USER_COLUMNS} from {self.users} where id = $1", user_id
+        )
 
     async def user_by_uid(self, conn: Connection, uid: str) -> Row | None:
         return await conn.fetchrow(

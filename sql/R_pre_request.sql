@@ -5,23 +5,30 @@
 -- are small definer helpers with a fixed search_path, and the functions PostgREST calls run as
 -- their caller.
 
-create or replace function {{schema}}.access_claims(u {{schema}}.{{table}}, session_id uuid)
+drop function if exists {{schema}}.access_claims({{schema}}.{{table}}, uuid);
+create or replace function {{schema}}.access_claims(u {{schema}}.{{table}}, session_id uuid, amr jsonb)
 returns jsonb language sql immutable as $$
   select jsonb_build_object(
       'iss', {{issuer_literal}},
       'sub', u.uid::text,
+      'aud', {{aud_literal}},
       -- compat mode: the user's own role; an account without a username (made from an
       -- address alone before roles.per_user was turned on) has none, so it gets the user role
       'role', case when {{per_user_literal}} then coalesce(u.username_lowercase::text, {{user_role_literal}}) else {{user_role_literal}} end,
       'count', u.token_count,
       'typ', 'access',
       'app_metadata', u.app_metadata,
-      'user_metadata', u.user_metadata)
+      'user_metadata', u.user_metadata,
+      'is_anonymous', false,
+      -- GoTrue's assurance level: a second factor in the session's methods makes it aal2
+      'aal', case when coalesce(amr, '[]') @> '[{"method": "totp"}]' then 'aal2' else 'aal1' end,
+      'amr', coalesce(amr, '[]'))
     || case when u.username is null then '{}'::jsonb else jsonb_build_object('username', u.username) end
     || case when u.email is null then '{}'::jsonb else jsonb_build_object('email', u.email) end
-    || case when session_id is null then '{}'::jsonb else jsonb_build_object('sid', session_id::text) end;
+    || case when session_id is null then '{}'::jsonb
+            else jsonb_build_object('sid', session_id::text, 'session_id', session_id::text) end;
 $$;
-comment on function {{schema}}.access_claims({{schema}}.{{table}}, uuid) is 'The claims of an access token of this user and session, but its times and id: the one definition the service signs and auth.authenticate sets. Reads nothing, so it holds no privilege.';
+comment on function {{schema}}.access_claims({{schema}}.{{table}}, uuid, jsonb) is 'The claims of an access token of this user and session (GoTrue''s names: aud, session_id, aal, amr, is_anonymous besides the original''s), but its times and id: the one definition the service signs and auth.authenticate sets. Reads nothing, so it holds no privilege.';
 
 create or replace function {{schema}}.token_problem(claims jsonb) returns text
 language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
@@ -118,7 +125,7 @@ language sql stable security definer set search_path = pg_catalog, pg_temp as $$
   -- The session's current cookie; else one a refresh replaced under reuse_interval ago (a
   -- request of another tab, in flight during the rotation). The second lookup runs only when
   -- the first finds nothing (limit 1 over union all).
-  (select {{schema}}.access_claims(u, s.id)
+  (select {{schema}}.access_claims(u, s.id, s.amr)
       || jsonb_build_object('exp', floor(extract(epoch from s.expires_at))::bigint)
     from {{schema}}.sessions s
     join {{schema}}.{{table}} u on u.id = s.user_id
@@ -126,7 +133,7 @@ language sql stable security definer set search_path = pg_catalog, pg_temp as $$
       and s.revoked_at is null
       and s.expires_at > now()
   union all
-  select {{schema}}.access_claims(u, s.id)
+  select {{schema}}.access_claims(u, s.id, s.amr)
       || jsonb_build_object('exp', floor(extract(epoch from s.expires_at))::bigint)
     from {{schema}}.refresh_tokens_retired r
     join {{schema}}.sessions s on s.id = r.session_id

@@ -67,7 +67,7 @@ def secret_to(smtp: SmtpServer, address: str, subject: str, count: int = 1) -> M
 
 
 def claims_of(body: dict[str, Any]) -> dict[str, Any]:
-    return jwt.decode(body["access_token"], SECRET, algorithms=["HS256"])
+    return jwt.decode(body["access_token"], SECRET, algorithms=["HS256"], audience="authenticated")
 
 
 def assert_session(r: httpx.Response) -> dict[str, Any]:

@@ -184,8 +184,10 @@ class Service:
     """The real app under uvicorn on a loopback port, in a thread of the test process."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
         self.port = free_port()
+        if settings.public_url is None:  # mailed links point at this server
+            settings = settings.model_copy(update={"public_url": f"http://127.0.0.1:{self.port}"})
+        self.settings = settings
         config = uvicorn.Config(
             create_app(settings),
             host="127.0.0.1",

@@ -15,7 +15,7 @@ PASSWORD = "correct horse"
 
 
 def claims_of(body: dict[str, Any]) -> dict[str, Any]:
-    return jwt.decode(body["access_token"], SECRET, algorithms=["HS256"])
+    return jwt.decode(body["access_token"], SECRET, algorithms=["HS256"], audience="authenticated")
 
 
 def assert_error(r: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:

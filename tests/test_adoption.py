@@ -63,11 +63,15 @@ def test_node_database_is_adopted_and_hashes_rewritten_at_the_configured_cost(
                     "/refresh_token", json={"username": username.lower(), "password": password}
                 )
                 assert r.status_code == 200, (username, r.text)
-                claims = jwt.decode(r.json()["access_token"], SECRET, algorithms=["HS256"])
+                claims = jwt.decode(
+                    r.json()["access_token"], SECRET, algorithms=["HS256"], audience="authenticated"
+                )
                 assert claims["username"] == username
             bob = client.post("/login", json={"username": "bob@example.com", "password": "bob42"})
             assert bob.status_code == 200, bob.text
-            bob_claims = jwt.decode(bob.json()["access_token"], SECRET, algorithms=["HS256"])
+            bob_claims = jwt.decode(
+                bob.json()["access_token"], SECRET, algorithms=["HS256"], audience="authenticated"
+            )
             assert bob_claims["count"] == 3
             assert (
                 client.post("/login", json={"username": "alice", "password": "wrong1"}).status_code
@@ -114,7 +118,9 @@ def test_adopted_user_keeps_tokens_of_the_node_original(dsn, smtp, node_database
         with service.client() as client:
             r = client.post("/refresh_token", headers={"Authorization": f"Bearer {node_token}"})
             assert r.status_code == 200, r.text
-            claims = jwt.decode(r.json()["access_token"], SECRET, algorithms=["HS256"])
+            claims = jwt.decode(
+                r.json()["access_token"], SECRET, algorithms=["HS256"], audience="authenticated"
+            )
             assert claims["username"] == "bob" and claims["count"] == 3
             assert claims["role"] == "normal_user"
     finally:

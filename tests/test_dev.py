@@ -63,7 +63,7 @@ def test_dev_mode_serves_signups_and_keeps_its_secret(tmp_path):
     secret = secret_file.read_text().strip()
     assert len(secret) >= 32
     assert secret not in output.split("PostgREST settings")[0]  # only in the PostgREST hint
-    jwt.decode(token, secret, algorithms=["HS256"])
+    jwt.decode(token, secret, algorithms=["HS256"], audience="authenticated")
 
     # A restart keeps the data and the secret: the same user signs in again.
     process = _start(tmp_path, port)

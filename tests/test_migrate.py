@@ -137,7 +137,7 @@ def test_odd_schema_and_table_names_work_end_to_end(dsn, smtp):
     assert not run_sql(dsn, "select from pg_namespace where nspname = 'auth'")
     assert run_migrate(settings, dsn) == []
     # The pre-request functions were rendered with the same names and find the user.
-    claims = jwt.decode(token, SECRET, algorithms=["HS256"])
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"], audience="authenticated")
     assert pre_request_problem(dsn, schema, claims) is None
     # A token naming a session is judged by it; one naming none, by the user's count.
     assert pre_request_problem(dsn, schema, {**claims, "count": 5}) is None

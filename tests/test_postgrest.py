@@ -150,7 +150,10 @@ def test_fresh_token_runs_as_normal_user_and_sees_own_rows(stack: Stack) -> None
     assert r.status_code == 200, r.text
     assert r.json()["username"] == alice["username"]
     row = stack.add_todo(token, "mine")
-    assert row["user_id"] == jwt.decode(token, SECRET, algorithms=["HS256"])["sub"]
+    assert (
+        row["user_id"]
+        == jwt.decode(token, SECRET, algorithms=["HS256"], audience="authenticated")["sub"]
+    )
     assert stack.todos(token) == ["mine"]
 
 
@@ -223,7 +226,9 @@ def test_reset_token_never_reads_private_data(stack: Stack, smtp: SmtpServer) ->
 
 def test_token_signed_with_another_secret_is_refused(stack: Stack) -> None:
     alice = stack.sign_up()
-    claims = jwt.decode(alice["access_token"], SECRET, algorithms=["HS256"])
+    claims = jwt.decode(
+        alice["access_token"], SECRET, algorithms=["HS256"], audience="authenticated"
+    )
     forged = jwt.encode(claims, "another-secret-" + secrets.token_urlsafe(32), algorithm="HS256")
 
     r = stack.rest.get("/todos", headers=bearer(forged))
@@ -246,7 +251,9 @@ def test_per_user_roles_work_without_manual_grants(make_stack) -> None:  # type:
     stack: Stack = make_stack(roles={"per_user": True})
     alice = stack.sign_up("Al" + unique_username())
     bob = stack.sign_up()
-    claims = jwt.decode(alice["access_token"], SECRET, algorithms=["HS256"])
+    claims = jwt.decode(
+        alice["access_token"], SECRET, algorithms=["HS256"], audience="authenticated"
+    )
     assert claims["role"] == alice["username"].lower()
 
     assert stack.whoami(alice["access_token"]) == alice["username"].lower()

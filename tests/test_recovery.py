@@ -147,7 +147,12 @@ def test_reset_token_works_once(client, smtp, dsn):
     r = reset(client, "alice", token)
     assert r.status_code == 200, r.text
     new = r.json()
-    assert jwt.decode(new["access_token"], SECRET, algorithms=["HS256"])["count"] == 1
+    assert (
+        jwt.decode(new["access_token"], SECRET, algorithms=["HS256"], audience="authenticated")[
+            "count"
+        ]
+        == 1
+    )
     fresh = {"Authorization": f"Bearer {new['access_token']}"}
     assert client.get("/user", headers=fresh).is_success
     second = reset(client, "alice", token, "another password")
@@ -192,7 +197,9 @@ def test_reset_token_is_for_its_own_account_only(client, smtp, dsn):
 
 def test_reset_refuses_forged_and_access_tokens(client):
     body = sign_up(client, "alice")
-    claims = jwt.decode(body["access_token"], SECRET, algorithms=["HS256"])
+    claims = jwt.decode(
+        body["access_token"], SECRET, algorithms=["HS256"], audience="authenticated"
+    )
     now = int(time.time())
     expired = jwt.encode(
         {"sub": claims["sub"], "count": 0, "typ": "reset", "iat": now - 7200, "exp": now - 3600},

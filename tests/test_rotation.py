@@ -28,7 +28,9 @@ def sha256(token: str) -> bytes:
 
 
 def sid(body: dict[str, Any]) -> str:
-    return jwt.decode(body["access_token"], SECRET, algorithms=["HS256"])["sid"]
+    return jwt.decode(body["access_token"], SECRET, algorithms=["HS256"], audience="authenticated")[
+        "sid"
+    ]
 
 
 def sign_up(client: httpx.Client, username: str = "alice") -> dict[str, Any]:

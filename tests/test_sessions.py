@@ -26,7 +26,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def claims(token: str) -> dict[str, Any]:
-    return jwt.decode(token, SECRET, algorithms=["HS256"])
+    return jwt.decode(token, SECRET, algorithms=["HS256"], audience="authenticated")
 
 
 def log_in(

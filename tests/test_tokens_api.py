@@ -19,7 +19,7 @@ PASSWORD = "correct horse"
 
 
 def claims_of(body: dict[str, Any]) -> dict[str, Any]:
-    return jwt.decode(body["access_token"], SECRET, algorithms=["HS256"])
+    return jwt.decode(body["access_token"], SECRET, algorithms=["HS256"], audience="authenticated")
 
 
 def bearer(body_or_token: dict[str, Any] | str) -> dict[str, str]:
@@ -321,7 +321,9 @@ def test_jwks_publishes_asymmetric_keys_that_verify_tokens(dsn, smtp, tmp_path):
     assert "d" not in key  # public only
     assert jwt.get_unverified_header(body["access_token"])["kid"] == "k1"
     verifying = jwt.PyJWK(key).key
-    claims = jwt.decode(body["access_token"], verifying, algorithms=["ES256"])
+    claims = jwt.decode(
+        body["access_token"], verifying, algorithms=["ES256"], audience="authenticated"
+    )
     assert claims["role"] == "normal_user"
 
 
@@ -361,7 +363,7 @@ def test_node_original_token_is_exchanged(client, dsn):
     assert claims["sub"] == run_sql(dsn, "select uid::text from auth.users")[0][0]
     assert claims["typ"] == "access" and claims["role"] == "normal_user"
     assert claims["sid"]
-    assert "aud" not in claims
+    assert claims["aud"] == "authenticated"  # GoTrue's, no longer the Node username
     assert client.get("/user", headers=bearer(body)).status_code == 200
     assert client.post("/refresh_token", json={"refresh_token": body["refresh_token"]}).is_success
 

@@ -36,6 +36,25 @@ async def change_email(
     if services.settings.email.confirm and email != user["email"]:
         await request_email_change(services, client, user, email, link)
         return True
+    await _set_email(services, client, user, email)
+    return False
+
+
+async def change_own_email(
+    services: Services, client: ClientInfo, user: Row, email: str, link: VerifyLink
+) -> Row:
+    """The signed-in user asks for a new address (GoTrue's `PUT /user {email}`); the account
+    as it is afterwards (`new_email` set while the change waits for confirmation)."""
+    if email == user["email"]:
+        return user
+    if services.settings.email.confirm:
+        await request_email_change(services, client, user, email, link)
+        async with services.pool.acquire() as conn:
+            return await services.store.user_by_id(conn, user["id"])
+    return await _set_email(services, client, user, email)
+
+
+async def _set_email(services: Services, client: ClientInfo, user: Row, email: str) -> Row:
     try:
         async with services.pool.acquire() as conn, conn.transaction():
             updated = await services.store.set_email(conn, user["id"], email)
@@ -43,7 +62,7 @@ async def change_email(
             await _tell_old_address(services, conn, "email_changed", user, updated["email"])
     except asyncpg.UniqueViolationError as exc:
         raise taken(exc) from exc
-    return False
+    return updated
 
 
 async def request_email_change(

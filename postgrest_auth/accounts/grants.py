@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from ..errors import Code, ServiceError
 from ..services import Services
 from ..session_tokens import hash_session_token, new_session_token
 from ..store import Connection, Row
@@ -34,10 +36,22 @@ def grant(services: Services, row: Row | dict[str, Any], refresh_token: str | No
     )
 
 
+def refuse_banned(user: Row | dict[str, Any]) -> None:
+    banned_until = user.get("banned_until")
+    if banned_until is not None and banned_until > datetime.now(UTC):
+        raise ServiceError(Code.USER_BANNED, "User is banned")
+
+
 async def start_session(
-    services: Services, conn: Connection, user: Row, client: ClientInfo
+    services: Services,
+    conn: Connection,
+    user: Row,
+    client: ClientInfo,
+    method: str = "password",
 ) -> Grant:
-    """A new session for `user`, in the caller's transaction."""
+    """A new session for `user`, in the caller's transaction; every sign-in passes here, so a
+    banned account gets none. `method` is GoTrue's amr method (password, otp, magiclink, …)."""
+    refuse_banned(user)
     token = new_session_token()
     row = await services.store.create_session(
         conn,
@@ -46,5 +60,6 @@ async def start_session(
         hash_session_token(services.tokens.next_session_token(token)),
         client.user_agent,
         client.address,
+        method,
     )
     return grant(services, {**dict(user), **dict(row)}, token)

@@ -14,12 +14,22 @@ from ..config import Settings
 
 
 @dataclass(frozen=True)
+class Challenge:
+    """A PKCE challenge (RFC 7636) the client that asked for a mail bound to its link."""
+
+    code_challenge: str
+    method: str  # s256 or plain
+
+
+@dataclass(frozen=True)
 class VerifyLink:
-    """The verify endpoint a mailed link opens (a path under the prefix), and where that
-    endpoint sends the browser afterwards (GoTrue's `redirect_to`), if anywhere."""
+    """The verify endpoint a mailed link opens (a path under the prefix), where that endpoint
+    sends the browser afterwards (GoTrue's `redirect_to`), if anywhere, and the PKCE challenge
+    that makes opening it yield an authorization code instead of a session."""
 
     path: str = "/verify"
     redirect_to: str | None = None
+    challenge: Challenge | None = None
 
 
 ORIGINAL = VerifyLink()

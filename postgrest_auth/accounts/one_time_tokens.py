@@ -12,7 +12,7 @@ from typing import Any, Literal
 from ..errors import Code, ServiceError
 from ..services import Services
 from ..store import Connection, Row
-from .links import VerifyLink, verify_url
+from .links import Challenge, VerifyLink, verify_url
 
 # GoTrue's names for what a mailed secret does when verified.
 Kind = Literal["signup", "magiclink", "recovery", "email_change", "invite"]
@@ -54,7 +54,12 @@ def code_digest(services: Services, kind: str, user_uid: Any, code: str) -> byte
 
 
 async def issue(
-    services: Services, conn: Connection, kind: Kind, user: Row, sent_to: str
+    services: Services,
+    conn: Connection,
+    kind: Kind,
+    user: Row,
+    sent_to: str,
+    challenge: Challenge | None = None,
 ) -> Secret:
     """A new secret of `kind` for `user`, replacing any older one, in conn's transaction."""
     secret = Secret(token=secrets.token_urlsafe(32), code=f"{secrets.randbelow(10**6):06d}")
@@ -66,6 +71,8 @@ async def issue(
         link_digest(secret.token),
         code_digest(services, kind, user["uid"], secret.code),
         services.settings.email.otp_exp,
+        challenge and challenge.code_challenge,
+        challenge and challenge.method,
     )
     return secret
 
@@ -103,7 +110,7 @@ async def mail_secret(
 ) -> None:
     """Issue a secret of `kind` for `user` and queue its mail to `to` (link and code), in
     conn's transaction: a rolled-back request mails nothing and leaves the older secret."""
-    secret = await issue(services, conn, kind, user, to)
+    secret = await issue(services, conn, kind, user, to, link.challenge)
     settings = services.settings
     await services.outbox.enqueue(
         conn,

@@ -14,6 +14,7 @@ from .confirmation import refuse_unconfirmed
 from .context import ClientInfo
 from .credentials import verify_password
 from .grants import Grant, start_session
+from .sessions import Caller
 
 
 def check_new_password(services: Services, new_password: str, confirmation: str | None) -> None:
@@ -89,3 +90,49 @@ async def change_password(
                 conn, "password_changed", updated["email"], username=updated["username"]
             )
     return granted
+
+
+# GoTrue's secure password change: a session older than this must sign in again first.
+FRESH_SESSION_SECONDS = 24 * 3600
+
+
+async def set_own_password(
+    services: Services, client: ClientInfo, caller: Caller, new_password: str
+) -> Row:
+    """The signed-in caller sets a new password (GoTrue's `PUT /user`): every other session
+    ends and every sessionless token dies, while the caller's session goes on (its client keeps
+    its tokens). No current password is asked, as GoTrue asks none; instead the session must
+    be under a day old, so a token stolen from a long-lived session cannot take the account.
+    After a recovery link or code the session is new, which is how a forgotten password is set.
+    """
+    check_new_password(services, new_password, None)
+    user = caller.user
+    same, _ = await services.hasher.verify(new_password, user["password"])
+    if same:
+        raise ServiceError(
+            Code.SAME_PASSWORD, "New password should be different from the old password"
+        )
+    new_hash = await services.hasher.hash(new_password)
+    async with services.pool.acquire() as conn, conn.transaction():
+        if caller.session_id is None or not await services.store.session_started_within(
+            conn, user["id"], caller.session_id, FRESH_SESSION_SECONDS
+        ):
+            raise ServiceError(
+                Code.REAUTHENTICATION_NEEDED,
+                "Sign in again to change the password: this session is more than a day old",
+            )
+        updated = await services.store.set_password(conn, user["id"], new_hash, user["token_count"])
+        if updated is None:
+            raise ServiceError(
+                Code.INVALID_CREDENTIALS, "The password changed meanwhile; try again"
+            )
+        await services.store.revoke_sessions(conn, user["id"], keep=caller.session_id)
+        await record(services, conn, Event.PASSWORD_CHANGED, user["id"], client, via="user")
+        if updated["email"]:
+            await services.outbox.enqueue(
+                conn,
+                "password_changed",
+                updated["email"],
+                username=updated["username"] or updated["email"],
+            )
+    return updated

@@ -161,12 +161,21 @@ async def caller_from_session_token(services: Services, session_token: str) -> C
 
 
 async def sign_out(
-    services: Services, client: ClientInfo, caller: Caller, scope: Literal["local", "global"]
+    services: Services,
+    client: ClientInfo,
+    caller: Caller,
+    scope: Literal["local", "global", "others"],
 ) -> None:
+    """local: this session; others: every session but this one; global: all of them, and
+    every sessionless token."""
     user_id = caller.user["id"]
     async with services.pool.acquire() as conn, conn.transaction():
         await record(services, conn, Event.SIGNED_OUT, user_id, client, scope=scope)
-        if scope == "global":
+        if scope == "others":
+            if caller.session_id is None:
+                raise ServiceError(Code.SESSION_ENDED, "This request names no session")
+            await services.store.revoke_sessions(conn, user_id, keep=caller.session_id)
+        elif scope == "global":
             # The user row first, then the sessions: the order change_password locks them in.
             await services.store.bump_token_count(conn, user_id)  # sessionless tokens die too
             await services.store.revoke_sessions(conn, user_id)

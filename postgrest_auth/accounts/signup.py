@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 
 from ..config import Settings
@@ -13,6 +15,7 @@ from .confirmation import AwaitingConfirmation, send_confirmation
 from .context import ClientInfo
 from .grants import Grant, start_session
 from .links import ORIGINAL, VerifyLink
+from .profile import checked_changes
 
 
 def email_taken() -> ServiceError:
@@ -48,24 +51,33 @@ def refuse_usernameless_sign_up(settings: Settings) -> None:
 async def sign_up(
     services: Services,
     client: ClientInfo,
-    username: str,
+    username: str | None,
     password: str,
     email: str | None,
     *,
+    data: dict[str, Any] | None = None,
     link: VerifyLink = ORIGINAL,
 ) -> Grant | AwaitingConfirmation:
     """With `email.confirm` and an address, the account waits for the address to be confirmed:
-    no session, a mail with a link and a code instead of the welcome mail."""
+    no session, a mail with a link and a code instead of the welcome mail.
+
+    The GoTrue API signs up by address alone (no `username`), with `data` as user_metadata."""
     settings = services.settings
+    if username is None:
+        refuse_usernameless_sign_up(settings)
+        if email is None:
+            raise invalid([field_error("email", "This field is required")])
+    metadata = checked_changes("data", data or {})
     refuse_if(
-        username_problems(settings, username) + password_problems(settings, "password", password)
+        (username_problems(settings, username) if username is not None else [])
+        + password_problems(settings, "password", password)
     )
     async with services.pool.acquire() as conn:
         await services.limiter.hit_address(conn, "signup", client.address)
     password_hash = await services.hasher.hash(password)
     try:
         async with services.pool.acquire() as conn, conn.transaction():
-            user = await services.store.insert_user(conn, username, email, password_hash)
+            user = await services.store.insert_user(conn, username, email, password_hash, metadata)
             if settings.roles.per_user:
                 await services.store.create_user_role(conn, user["username_lowercase"])
             if user["email"] and settings.email.confirm:
@@ -76,7 +88,7 @@ async def sign_up(
             await record(services, conn, Event.SIGNED_UP, user["id"], client)
             if user["email"]:
                 await services.outbox.enqueue(
-                    conn, "welcome", user["email"], username=user["username"]
+                    conn, "welcome", user["email"], username=user["username"] or user["email"]
                 )
     except (asyncpg.UniqueViolationError, asyncpg.DuplicateObjectError) as exc:
         raise taken(exc) from exc

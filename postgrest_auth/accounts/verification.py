@@ -21,7 +21,9 @@ from .audit import Event, record
 from .context import ClientInfo
 from .email_change import complete_email_change
 from .grants import Grant, start_session
+from .links import Challenge
 from .one_time_tokens import code_digest, link_digest, refused
+from .pkce import AuthCode, issue_auth_code
 from .signup import taken
 
 # GoTrue's verify types; "email" is the code of a sign-in or sign-up mail.
@@ -62,6 +64,7 @@ async def verify_code(
             await record(services, conn, Event.OTP_FAILED, user_id, client, type=type_, via="code")
         raise refused()
     granted = await _redeem(services, client, match["id"], match["code_hash"], method="otp")
+    assert isinstance(granted, Grant)  # a code is verified in the client, never a PKCE hop
     async with services.pool.acquire() as conn:
         for subject in subjects:
             await limiter.forgive_verify(conn, subject)
@@ -69,9 +72,17 @@ async def verify_code(
 
 
 async def verify_link(
-    services: Services, client: ClientInfo, type_: EmailOtpType, token: str
-) -> Grant:
-    """The token of a mailed link (its `token_hash` parameter; GoTrue's `token` in GET)."""
+    services: Services,
+    client: ClientInfo,
+    type_: EmailOtpType,
+    token: str,
+    *,
+    opened_in_browser: bool = False,
+) -> Grant | AuthCode:
+    """The token of a mailed link (its `token_hash` parameter; GoTrue's `token` in GET).
+
+    A link opened in the browser whose mail a PKCE client asked for yields an authorization
+    code instead of a session: only that client can exchange it."""
     digest = link_digest(token)
     async with services.pool.acquire() as conn:
         await services.limiter.hit_address(conn, "verify", client.address)
@@ -80,7 +91,9 @@ async def verify_link(
             user_id = row["user_id"] if row is not None else None
             await record(services, conn, Event.OTP_FAILED, user_id, client, type=type_, via="link")
             raise refused()
-    return await _redeem(services, client, row["id"], digest, method="magiclink")
+    return await _redeem(
+        services, client, row["id"], digest, method="magiclink", pkce=opened_in_browser
+    )
 
 
 # Kinds whose verification signs in the mailbox's owner, who need not be who signed up.
@@ -102,9 +115,25 @@ async def _hand_to_mailbox_owner(
 
 
 async def _redeem(
-    services: Services, client: ClientInfo, token_id: int, secret_hash: bytes, method: str
-) -> Grant:
-    """Spend the token and do what its kind does, then start a session: all or nothing."""
+    services: Services,
+    client: ClientInfo,
+    token_id: int,
+    secret_hash: bytes,
+    method: str,
+    pkce: bool,
+) -> Grant | AuthCode: ...
+
+
+async def _redeem(
+    services: Services,
+    client: ClientInfo,
+    token_id: int,
+    secret_hash: bytes,
+    method: str,
+    pkce: bool = False,
+) -> Grant | AuthCode:
+    """Spend the token and do what its kind does, then start a session (or, for a PKCE-bound
+    link opened in the browser, issue the code that starts one): all or nothing."""
     store = services.store
     try:
         async with services.pool.acquire() as conn, conn.transaction():
@@ -122,10 +151,13 @@ async def _redeem(
                     await record(services, conn, Event.EMAIL_CONFIRMED, user["id"], client)
                     if kind in MAILBOX_OWNER_KINDS:
                         user = await _hand_to_mailbox_owner(services, conn, client, user)
+            if pkce and spent["code_challenge"] is not None:
+                challenge = Challenge(spent["code_challenge"], spent["code_challenge_method"])
+                return await issue_auth_code(services, conn, user, challenge, kind)
             await store.record_sign_in(conn, user["id"])
             await record(
                 services, conn, Event.SIGNED_IN, user["id"], client, method=method, kind=kind
             )
-            return await start_session(services, conn, user, client)
+            return await start_session(services, conn, user, client, method)
     except asyncpg.UniqueViolationError as exc:  # the new address was taken meanwhile
         raise taken(exc) from exc

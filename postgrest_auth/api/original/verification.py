@@ -7,21 +7,19 @@ log; without, it answers as `POST /verify` does.
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Response
-from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, model_validator
 
 from ...accounts import ClientInfo, Grant, verification
 from ...accounts.verification import KINDS_OF_TYPE, EmailOtpType
 from ...addresses import EmailAddress
-from ...errors import Code, ServiceError, field_error, invalid
+from ...errors import ServiceError, field_error, invalid
 from ...services import Services
 from ..deps import ClientDep, ServicesDep
 from ..forms import Text, body, documented
+from ..fragments import error_fragment, redirect_with_fragment, session_fragment
 from ..grants import set_session_cookie, token_body
 from .errors import STATUS
 
@@ -91,40 +89,12 @@ async def verify_link(
     except ServiceError as exc:
         if redirect_url is None:
             raise
-        return _redirect(redirect_url, _error_fragment(exc))
+        return redirect_with_fragment(redirect_url, error_fragment(exc, STATUS.get(exc.code, 400)))
     if redirect_url is None:
         return token_body(services, response, granted)
     cookie_mode = services.settings.cookie.enabled
-    fragment = {"access_token": granted.access_token}
-    if granted.refresh_token is not None and not cookie_mode:
-        fragment["refresh_token"] = granted.refresh_token
-    fragment |= {
-        "expires_in": str(granted.expires_in),
-        "expires_at": str(int(time.time()) + granted.expires_in),
-        "token_type": "bearer",
-        "type": type,
-    }
-    redirect = _redirect(redirect_url, fragment)
+    fragment = session_fragment(granted, type, with_refresh_token=not cookie_mode)
+    redirect = redirect_with_fragment(redirect_url, fragment)
     if granted.refresh_token is not None and cookie_mode:  # out of reach of scripts
         set_session_cookie(services, redirect, granted.refresh_token)
     return redirect
-
-
-def _error_fragment(error: ServiceError) -> dict[str, str]:
-    """GoTrue's shape: `#error=access_denied&error_code=otp_expired&error_description=…`."""
-    status = STATUS.get(error.code, 400)
-    if status == 400:
-        kind = "invalid_request"
-    elif status in (429, 503) or error.code is Code.DATABASE_UNAVAILABLE:
-        kind = "temporarily_unavailable"
-    elif status >= 500:
-        kind = "server_error"
-    else:
-        kind = "access_denied"
-    return {"error": kind, "error_code": str(error.code), "error_description": error.message}
-
-
-def _redirect(url: str, fragment: dict[str, str]) -> RedirectResponse:
-    """The fragment replaces any the configured URL has."""
-    base = url.split("#", 1)[0]
-    return RedirectResponse(f"{base}#{urlencode(fragment, quote_via=quote)}", status_code=303)

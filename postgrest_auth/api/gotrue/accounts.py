@@ -1,0 +1,171 @@
+"""Sign-up, sign-in and refresh (`/token`), the signed-in user, and sign-out: GoTrue's shapes
+over the account operations."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel
+
+from ...accounts import sessions
+from ...accounts.confirmation import AwaitingConfirmation
+from ...accounts.email_change import change_own_email
+from ...accounts.password_change import set_own_password
+from ...accounts.pkce import exchange_code
+from ...accounts.profile import update_user_metadata
+from ...accounts.signup import sign_up as sign_up_user
+from ...addresses import EmailAddress
+from ...errors import Code, ServiceError, field_error, invalid
+from ..deps import ClientDep, ServicesDep
+from ..forms import Text, body, documented, read_fields
+from .caller import BearerCallerDep
+from .links import Challenged, verify_link
+from .shapes import session_json, user_json
+
+router = APIRouter(tags=["gotrue"])
+
+
+def _no_phone(phone: str | None) -> None:
+    if phone:
+        raise invalid(
+            [field_error("phone", "phone sign-in is not supported; use an email address")],
+            "Phone sign-in is not supported",
+        )
+
+
+class SignUp(Challenged):
+    email: EmailAddress | None = None
+    phone: str | None = None
+    password: Text
+    data: dict[str, Any] | None = None
+
+
+class PasswordGrant(BaseModel):
+    email: EmailAddress | None = None
+    phone: str | None = None
+    password: Text
+
+
+class RefreshGrant(BaseModel):
+    refresh_token: Text
+
+
+class PkceGrant(BaseModel):
+    auth_code: Text
+    code_verifier: Text
+
+
+class UpdateUser(BaseModel):
+    email: EmailAddress | None = None
+    phone: str | None = None
+    password: Text | None = None
+    data: Any = None
+
+
+@router.post("/signup", summary="Sign up with email and password", openapi_extra=documented(SignUp))
+async def sign_up(
+    services: ServicesDep,
+    client: ClientDep,
+    form: Annotated[SignUp, Depends(body(SignUp))],
+    redirect_to: str | None = None,
+) -> dict[str, Any]:
+    """A session; with `email.confirm`, the bare user (no session) and a mail to confirm."""
+    _no_phone(form.phone)
+    if form.email is None:
+        raise invalid([field_error("email", "This field is required")])
+    try:
+        result = await sign_up_user(
+            services,
+            client,
+            None,
+            form.password,
+            form.email,
+            data=form.data,
+            link=verify_link(services.settings, redirect_to, form.challenge()),
+        )
+    except ServiceError as exc:
+        if exc.code is Code.EMAIL_TAKEN:
+            raise ServiceError(Code.USERNAME_TAKEN, "User already registered") from exc
+        raise
+    if isinstance(result, AwaitingConfirmation):
+        return user_json(services.settings, result.user)
+    return session_json(services.settings, result)
+
+
+@router.post(
+    "/token",
+    summary="grant_type=password, refresh_token or pkce: a session",
+    openapi_extra=documented(PasswordGrant),
+)
+async def token(
+    services: ServicesDep,
+    client: ClientDep,
+    request: Request,
+    grant_type: Annotated[Literal["password", "refresh_token", "pkce"], Query()],
+) -> dict[str, Any]:
+    if grant_type == "password":
+        password_form = await body(PasswordGrant)(request)
+        _no_phone(password_form.phone)
+        if password_form.email is None:
+            raise invalid([field_error("email", "This field is required")])
+        granted = await sessions.sign_in_with_password(
+            services, client, password_form.email, password_form.password, by_email=True
+        )
+    elif grant_type == "refresh_token":
+        refresh_form = await body(RefreshGrant)(request)
+        granted = await sessions.refresh_with_session_token(
+            services, client, refresh_form.refresh_token
+        )
+    else:
+        pkce_form = await body(PkceGrant)(request)
+        granted = await exchange_code(
+            services, client, pkce_form.auth_code, pkce_form.code_verifier
+        )
+    return session_json(services.settings, granted)
+
+
+@router.get("/user", summary="The signed-in user")
+async def get_user(services: ServicesDep, caller: BearerCallerDep) -> dict[str, Any]:
+    return user_json(services.settings, caller.user)
+
+
+@router.put(
+    "/user",
+    summary="Change the signed-in user's email, password or data (user_metadata)",
+    openapi_extra=documented(UpdateUser),
+)
+async def update_user(
+    services: ServicesDep,
+    client: ClientDep,
+    caller: BearerCallerDep,
+    form: Annotated[UpdateUser, Depends(body(UpdateUser))],
+    redirect_to: str | None = None,
+) -> dict[str, Any]:
+    """Data first, then the password (every other session ends; this one goes on), then the
+    address (with `email.confirm` it waits in `new_email` for the new address to confirm)."""
+    _no_phone(form.phone)
+    user = caller.user
+    if form.data is not None:
+        user = await update_user_metadata(services, client, caller, form.data)
+    if form.password is not None:
+        user = await set_own_password(
+            services, client, sessions.Caller(user, caller.session_id), form.password
+        )
+    if form.email is not None:
+        link = verify_link(services.settings, redirect_to, None)
+        user = await change_own_email(services, client, user, form.email, link)
+    return user_json(services.settings, user)
+
+
+@router.post("/logout", status_code=204, summary="Sign out: scope local, global or others")
+async def logout(
+    services: ServicesDep,
+    client: ClientDep,
+    caller: BearerCallerDep,
+    request: Request,
+    scope: Literal["local", "global", "others"] = "global",
+) -> Response:
+    await read_fields(request)  # an empty JSON body is what the clients send
+    await sessions.sign_out(services, client, caller, scope)
+    return Response(status_code=204)

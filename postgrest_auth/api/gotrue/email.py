@@ -1,0 +1,196 @@
+"""Mailed sign-in codes and links (`/otp`, `/recover`, `/resend`) and their verification
+(`/verify`), in GoTrue's shapes. Requests answer `{}` for every address, known or not; the
+lookup and the mail follow after the answer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from fastapi import APIRouter, BackgroundTasks, Depends
+from fastapi.responses import RedirectResponse
+from pydantic import BaseModel, model_validator
+
+from ...accounts import ClientInfo, Grant, confirmation, passwordless, verification
+from ...accounts.confirmation import ResendType
+from ...accounts.pkce import AuthCode
+from ...accounts.recovery import FollowUp
+from ...accounts.verification import KINDS_OF_TYPE, EmailOtpType
+from ...addresses import EmailAddress
+from ...errors import ServiceError, field_error, invalid
+from ...services import Services
+from ..deps import ClientDep, ServicesDep
+from ..forms import Text, body, documented
+from ..fragments import error_fragment, redirect_with_fragment, session_fragment
+from .errors import status_of
+from .links import Challenged, verify_link
+from .redirects import redirect_target
+from .shapes import session_json
+
+router = APIRouter(tags=["gotrue"])
+
+
+class Otp(Challenged):
+    email: EmailAddress | None = None
+    phone: str | None = None
+    create_user: bool = True
+    data: dict[str, Any] | None = None
+
+
+class Recover(Challenged):
+    email: EmailAddress
+
+
+class Resend(BaseModel):
+    type: ResendType
+    email: EmailAddress
+
+
+class Verify(BaseModel):
+    type: EmailOtpType
+    email: EmailAddress | None = None
+    token: Text | None = None
+    token_hash: Text | None = None
+
+    @model_validator(mode="after")
+    def _one_proof(self) -> Verify:
+        if self.token_hash is None and self.token is None:
+            raise ValueError("give token_hash, or email and token (the code)")
+        return self
+
+
+def _after_answer(
+    services: Services, background: BackgroundTasks, follow_up: FollowUp, name: str
+) -> dict[str, Any]:
+    background.add_task(services.afterwards.detach, follow_up, name)
+    return {}
+
+
+@router.post("/otp", summary="Mail a sign-in link and 6-digit code", openapi_extra=documented(Otp))
+async def otp(
+    services: ServicesDep,
+    client: ClientDep,
+    background: BackgroundTasks,
+    form: Annotated[Otp, Depends(body(Otp))],
+    redirect_to: str | None = None,
+) -> dict[str, Any]:
+    if form.email is None:
+        raise invalid([field_error("email", "This field is required (phone is not supported)")])
+    follow_up = await passwordless.request_otp(
+        services,
+        client,
+        form.email,
+        create_user=form.create_user,
+        data=form.data,
+        link=verify_link(services.settings, redirect_to, form.challenge()),
+    )
+    return _after_answer(services, background, follow_up, "otp")
+
+
+@router.post(
+    "/recover",
+    summary="Mail a recovery link and 6-digit code that sign the account in",
+    openapi_extra=documented(Recover),
+)
+async def recover(
+    services: ServicesDep,
+    client: ClientDep,
+    background: BackgroundTasks,
+    form: Annotated[Recover, Depends(body(Recover))],
+    redirect_to: str | None = None,
+) -> dict[str, Any]:
+    link = verify_link(services.settings, redirect_to, form.challenge())
+    follow_up = await passwordless.request_recovery(services, client, form.email, link)
+    return _after_answer(services, background, follow_up, "recover")
+
+
+@router.post(
+    "/resend",
+    summary="Mail the sign-up or address-change confirmation again",
+    openapi_extra=documented(Resend),
+)
+async def resend(
+    services: ServicesDep,
+    client: ClientDep,
+    background: BackgroundTasks,
+    form: Annotated[Resend, Depends(body(Resend))],
+    redirect_to: str | None = None,
+) -> dict[str, Any]:
+    link = verify_link(services.settings, redirect_to, None)
+    follow_up = await confirmation.resend(services, client, form.type, form.email, link)
+    return _after_answer(services, background, follow_up, "resend")
+
+
+@router.post(
+    "/verify",
+    summary="Verify a mailed code (type, email, token) or link (type, token_hash): a session",
+    openapi_extra=documented(Verify),
+)
+async def verify(
+    services: ServicesDep, client: ClientDep, form: Annotated[Verify, Depends(body(Verify))]
+) -> dict[str, Any]:
+    granted = await _verify(services, client, form)
+    return session_json(services.settings, granted)
+
+
+async def _verify(services: Services, client: ClientInfo, form: Verify) -> Grant:
+    if form.token_hash is not None:
+        granted = await verification.verify_link(services, client, form.type, form.token_hash)
+    elif form.email is not None:
+        assert form.token is not None
+        granted = await verification.verify_code(
+            services, client, form.type, form.email, form.token
+        )
+    else:  # older clients send a link's token as `token`, with no address
+        assert form.token is not None
+        granted = await verification.verify_link(services, client, form.type, form.token)
+    assert isinstance(granted, Grant)  # only a link opened in the browser makes a PKCE code
+    return granted
+
+
+@router.get(
+    "/verify",
+    summary="The mailed link: verify, then 303 to redirect_to (allow-listed) or site_url with"
+    " the session in the fragment, or with ?code= for a PKCE client",
+    response_model=None,
+)
+async def verify_link_in_browser(
+    services: ServicesDep,
+    client: ClientDep,
+    type: str | None = None,
+    token: str | None = None,
+    token_hash: str | None = None,
+    redirect_to: str | None = None,
+) -> dict[str, Any] | RedirectResponse:
+    target = redirect_target(services.settings, redirect_to)
+    try:
+        if type not in KINDS_OF_TYPE:
+            raise invalid([field_error("type", f"must be one of {', '.join(KINDS_OF_TYPE)}")])
+        secret = token_hash or token
+        if not secret:
+            raise invalid([field_error("token", "This field is required")])
+        result = await verification.verify_link(
+            services,
+            client,
+            type,  # type: ignore[arg-type]
+            secret,
+            opened_in_browser=target is not None,
+        )
+    except ServiceError as exc:
+        if target is None:
+            raise
+        return redirect_with_fragment(target, error_fragment(exc, status_of(exc)))
+    if isinstance(result, AuthCode):
+        assert target is not None
+        return RedirectResponse(_with_query(target, code=result.code), status_code=303)
+    if target is None:  # no site_url and no allowed redirect_to: the session as JSON
+        return session_json(services.settings, result)
+    return redirect_with_fragment(
+        target, session_fragment(result, type or "", with_refresh_token=True)
+    )
+
+
+def _with_query(url: str, **params: str) -> str:
+    parts = urlsplit(url)
+    query = "&".join(q for q in (parts.query, urlencode(params)) if q)
+    return urlunsplit(parts._replace(query=query, fragment=""))

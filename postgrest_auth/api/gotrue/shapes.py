@@ -1,0 +1,90 @@
+"""GoTrue's user and session JSON, as auth-js and supabase_auth parse them (strictly: the
+Python client's pydantic models need `id`, `aud`, `app_metadata`, `user_metadata`,
+`created_at`, and each identity its `id`, `identity_id`, `user_id`, `identity_data`,
+`provider`, `created_at`)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+from ...accounts import Grant
+from ...config import Settings
+from ...store import Row
+
+UserRow = Row | dict[str, Any]
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def role_of(settings: Settings, user: UserRow) -> str:
+    """The role of the user's access tokens (as `access_claims` in SQL decides it)."""
+    if settings.roles.per_user and user["username_lowercase"]:
+        return str(user["username_lowercase"])
+    return settings.roles.user
+
+
+def identities(user: UserRow) -> list[dict[str, Any]]:
+    """An address account has one identity, provider `email`, whose id is the user's."""
+    if not user["email"]:
+        return []
+    uid = str(user["uid"])
+    confirmed = user["email_confirmed_at"] is not None
+    return [
+        {
+            "identity_id": uid,
+            "id": uid,
+            "user_id": uid,
+            "identity_data": {
+                "sub": uid,
+                "email": user["email"],
+                "email_verified": confirmed,
+                "phone_verified": False,
+            },
+            "provider": "email",
+            "email": user["email"],
+            "last_sign_in_at": _time(user["last_sign_in_at"]),
+            "created_at": _time(user["created_at"]),
+            "updated_at": _time(user["updated_at"]),
+        }
+    ]
+
+
+def user_json(settings: Settings, user: UserRow) -> dict[str, Any]:
+    confirmed_at = _time(user["email_confirmed_at"])
+    body: dict[str, Any] = {
+        "id": str(user["uid"]),
+        "aud": settings.gotrue.aud,
+        "role": role_of(settings, user),
+        "email": user["email"] or "",
+        "email_confirmed_at": confirmed_at,
+        "confirmed_at": confirmed_at,
+        "phone": "",
+        "last_sign_in_at": _time(user["last_sign_in_at"]),
+        "app_metadata": user["app_metadata"],
+        "user_metadata": user["user_metadata"],
+        "identities": identities(user),
+        "created_at": _time(user["created_at"]),
+        "updated_at": _time(user["updated_at"]),
+        "is_anonymous": False,
+    }
+    if user["new_email"]:
+        body["new_email"] = user["new_email"]
+    if user.get("banned_until") is not None:
+        body["banned_until"] = _time(user["banned_until"])
+    return body
+
+
+def session_json(settings: Settings, granted: Grant) -> dict[str, Any]:
+    """A session with its refresh token; `expires_at` as GoTrue computes it (now + lifetime)."""
+    return {
+        "access_token": granted.access_token,
+        "token_type": "bearer",
+        "expires_in": granted.expires_in,
+        "expires_at": int(time.time()) + granted.expires_in,
+        "refresh_token": granted.refresh_token,
+        "user": user_json(settings, granted.user),
+    }
