@@ -18,6 +18,7 @@ from .api.access_log import redact_access_log
 from .api.body_limit import BodyLimitMiddleware
 from .api.csrf import refuse_cross_origin_writes
 from .api.errors import ErrorShapes, install_error_handlers
+from .api.gotrue.errors import render as render_gotrue
 from .config import Settings
 from .mail import MailWorker, make_sender
 from .migrate import migrate
@@ -132,7 +133,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
     if settings.gotrue.enabled:
         # No cookie is read there (bearer tokens only), so no cross-site request can borrow one.
         gotrue_prefix = settings.prefix + gotrue.PATH
-        shapes.add(gotrue_prefix, gotrue.errors.render)
+        shapes.add(gotrue_prefix, render_gotrue)
         for router in gotrue.ROUTERS:
             app.include_router(router, prefix=gotrue_prefix)
     if settings.http.cors_origins:

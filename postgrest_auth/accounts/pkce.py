@@ -91,29 +91,23 @@ async def exchange_code(
         raise invalid([field_error("code_verifier", "must be 43 to 128 unreserved characters")])
     async with services.pool.acquire() as conn:
         await services.limiter.hit_address(conn, "verify", client.address)
+        # Deleted in its own transaction: a refusal below must not put the code back.
+        flow = await services.store.take_flow_state(conn, _digest(auth_code))
+        if flow is None:
+            raise ServiceError(Code.FLOW_STATE_NOT_FOUND, "No valid flow state found for this code")
+        if not flow["live"]:
+            raise ServiceError(Code.FLOW_STATE_EXPIRED, "The code has expired")
+        if not _verifier_matches(
+            code_verifier, flow["code_challenge"], flow["code_challenge_method"]
+        ):
+            raise ServiceError(Code.BAD_CODE_VERIFIER, "Code challenge does not match")
         async with conn.transaction():
-            flow = await services.store.take_flow_state(conn, _digest(auth_code))
-            if flow is None:
-                raise ServiceError(
-                    Code.FLOW_STATE_NOT_FOUND, "No valid flow state found for this code"
-                )
-            if not flow["live"]:
-                raise ServiceError(Code.FLOW_STATE_EXPIRED, "The code has expired")
-            if not _verifier_matches(
-                code_verifier, flow["code_challenge"], flow["code_challenge_method"]
-            ):
-                raise ServiceError(Code.BAD_CODE_VERIFIER, "Code challenge does not match")
             user = await services.store.user_by_id(conn, flow["user_id"])
             if user is None:
                 raise ServiceError(Code.FLOW_STATE_NOT_FOUND, "The account is gone")
+            method = flow["authentication_method"]
             await services.store.record_sign_in(conn, user["id"])
             await record(
-                services,
-                conn,
-                Event.SIGNED_IN,
-                user["id"],
-                client,
-                method="pkce",
-                kind=flow["authentication_method"],
+                services, conn, Event.SIGNED_IN, user["id"], client, method="pkce", kind=method
             )
-            return await start_session(services, conn, user, client, flow["authentication_method"])
+            return await start_session(services, conn, user, client, method)

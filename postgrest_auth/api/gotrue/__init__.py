@@ -4,7 +4,7 @@ account operations as the original API."""
 
 from fastapi import APIRouter
 
-from . import accounts, email, errors, meta
+from . import accounts, email, meta
 
 PATH = "/v1"
 
