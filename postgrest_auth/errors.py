@@ -43,7 +43,8 @@ class Code(StrEnum):
     FLOW_STATE_NOT_FOUND = "flow_state_not_found"
     FLOW_STATE_EXPIRED = "flow_state_expired"
     BAD_CODE_VERIFIER = "bad_code_verifier"
-    REDIRECT_NOT_ALLOWED = "redirect_not_allowed"
+    PHONE_DISABLED = "phone_provider_disabled"
+    ANONYMOUS_DISABLED = "anonymous_provider_disabled"
     # accounts
     USERNAME_TAKEN = "username_taken"
     EMAIL_TAKEN = "email_taken"

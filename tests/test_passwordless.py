@@ -203,8 +203,20 @@ def test_recovery_by_mail_signs_in_and_answers_alike(client, service, smtp, dsn)
             "/verify", json={"type": "recovery", "email": "frank@corp.local", "token": mail.code}
         )
     )
-    # Signed in, the owner sets a new password as usual.
     assert claims_of(body)["email"] == "frank@corp.local"
+    # Signed in, the owner sets a new password (the one set without proof of the address
+    # went when the mailbox was proven).
+    me = {"Authorization": f"Bearer {body['access_token']}"}
+    r = client.put("/user", json={"password": "a brand new password"}, headers=me)
+    assert r.status_code == 200, r.text
+    other = login(client, "frank", "a brand new password").json()
+    # Another change ends every other session; this one goes on.
+    r = client.put("/user", json={"password": "another new password"}, headers=me)
+    assert r.status_code == 200, r.text
+    assert client.get("/user", headers=me).status_code == 200
+    gone = client.get("/user", headers={"Authorization": f"Bearer {other['access_token']}"})
+    assert_error(gone, 401, "token_revoked")
+    assert login(client, "frank", "another new password").status_code == 200
 
 
 def test_get_verify_redirects_with_the_session_or_the_error_in_the_fragment(

@@ -28,16 +28,13 @@ router = APIRouter(tags=["gotrue"])
 
 def _no_phone(phone: str | None) -> None:
     if phone:
-        raise invalid(
-            [field_error("phone", "phone sign-in is not supported; use an email address")],
-            "Phone sign-in is not supported",
-        )
+        raise ServiceError(Code.PHONE_DISABLED, "Phone sign-in is not supported; use email")
 
 
 class SignUp(Challenged):
     email: EmailAddress | None = None
     phone: str | None = None
-    password: Text
+    password: Text | None = None
     data: dict[str, Any] | None = None
 
 
@@ -72,8 +69,11 @@ async def sign_up(
 ) -> dict[str, Any]:
     """A session; with `email.confirm`, the bare user (no session) and a mail to confirm."""
     _no_phone(form.phone)
-    if form.email is None:
-        raise invalid([field_error("email", "This field is required")])
+    if form.email is None and form.password is None:  # signInAnonymously
+        raise ServiceError(Code.ANONYMOUS_DISABLED, "Anonymous sign-ins are not supported")
+    if form.email is None or form.password is None:
+        missing = "email" if form.email is None else "password"
+        raise invalid([field_error(missing, "This field is required")])
     try:
         result = await sign_up_user(
             services,

@@ -17,7 +17,7 @@ from ...accounts.pkce import AuthCode
 from ...accounts.recovery import FollowUp
 from ...accounts.verification import KINDS_OF_TYPE, EmailOtpType
 from ...addresses import EmailAddress
-from ...errors import ServiceError, field_error, invalid
+from ...errors import Code, ServiceError, field_error, invalid
 from ...services import Services
 from ..deps import ClientDep, ServicesDep
 from ..forms import Text, body, documented
@@ -75,7 +75,9 @@ async def otp(
     redirect_to: str | None = None,
 ) -> dict[str, Any]:
     if form.email is None:
-        raise invalid([field_error("email", "This field is required (phone is not supported)")])
+        if form.phone:
+            raise ServiceError(Code.PHONE_DISABLED, "Phone sign-in is not supported; use email")
+        raise invalid([field_error("email", "This field is required")])
     follow_up = await passwordless.request_otp(
         services,
         client,

@@ -46,6 +46,8 @@ GOTRUE: dict[Code, tuple[int, str]] = {
     Code.FLOW_STATE_NOT_FOUND: (404, "flow_state_not_found"),
     Code.FLOW_STATE_EXPIRED: (404, "flow_state_expired"),
     Code.BAD_CODE_VERIFIER: (400, "bad_code_verifier"),
+    Code.PHONE_DISABLED: (422, "phone_provider_disabled"),
+    Code.ANONYMOUS_DISABLED: (422, "anonymous_provider_disabled"),
     Code.USERNAME_TAKEN: (422, "user_already_exists"),
     Code.EMAIL_TAKEN: (422, "email_exists"),
     Code.USER_NOT_FOUND: (404, "user_not_found"),

@@ -7,8 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel
 
-from ...accounts import profile
+from ...accounts import Caller, profile
 from ...accounts.deletion import delete_account
+from ...accounts.password_change import set_own_password
+from ...errors import field_error, invalid
 from ...store import Row
 from ..caller import CallerDep
 from ..deps import ClientDep, ServicesDep
@@ -25,14 +27,18 @@ def user_body(user: Row, session_id: str | None) -> dict[str, Any]:
 
 class UpdateUser(BaseModel):
     # Any JSON: the operation says why a non-object is refused, as for every API.
-    user_metadata: Any
-
+    user_metadata: Any = None
+    # After a recovery link or code (a fresh session), how a forgotten password is set.
+    password: Text | None = None
 
 class DeleteUser(BaseModel):
     password: Text | None = None
 
 
-UPDATE_SUMMARY = "Change user_metadata: keys given replace, keys given as null are removed"
+UPDATE_SUMMARY = (
+    "Change user_metadata (keys given replace, keys given as null are removed) or the password"
+    " (every other session ends)"
+)
 
 
 @router.patch("/user", summary=UPDATE_SUMMARY, openapi_extra=documented(UpdateUser))
@@ -45,7 +51,15 @@ async def update_user(
 ) -> dict[str, Any]:
     """Answers the user as `GET /user` does; the claims of the caller's tokens change at the
     next refresh (cookie mode: at the next request), as GoTrue's do."""
-    updated = await profile.update_user_metadata(services, client, caller, form.user_metadata)
+    if not form.model_fields_set & {"user_metadata", "password"}:
+        raise invalid([field_error("user_metadata", "give user_metadata, password or both")])
+    updated = caller.user
+    if "user_metadata" in form.model_fields_set:
+        updated = await profile.update_user_metadata(services, client, caller, form.user_metadata)
+    if form.password is not None:
+        updated = await set_own_password(
+            services, client, Caller(updated, caller.session_id), form.password
+        )
     return user_body(updated, caller.session_id)
 
 
