@@ -31,6 +31,7 @@ class UpdateUser(BaseModel):
     # After a recovery link or code (a fresh session), how a forgotten password is set.
     password: Text | None = None
 
+
 class DeleteUser(BaseModel):
     password: Text | None = None
 
