@@ -53,7 +53,7 @@ class PkceGrant(BaseModel):
     code_verifier: Text
 
 
-class UpdateUser(BaseModel):
+class UpdateUser(Challenged):
     email: EmailAddress | None = None
     phone: str | None = None
     password: Text | None = None
@@ -153,7 +153,7 @@ async def update_user(
             services, client, sessions.Caller(user, caller.session_id), form.password
         )
     if form.email is not None:
-        link = verify_link(services.settings, redirect_to, None)
+        link = verify_link(services.settings, redirect_to, form.challenge())
         user = await change_own_email(services, client, user, form.email, link)
     return user_json(services.settings, user)
 
