@@ -120,16 +120,6 @@ async def _redeem(
     token_id: int,
     secret_hash: bytes,
     method: str,
-    pkce: bool,
-) -> Grant | AuthCode: ...
-
-
-async def _redeem(
-    services: Services,
-    client: ClientInfo,
-    token_id: int,
-    secret_hash: bytes,
-    method: str,
     pkce: bool = False,
 ) -> Grant | AuthCode:
     """Spend the token and do what its kind does, then start a session (or, for a PKCE-bound

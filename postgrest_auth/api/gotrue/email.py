@@ -9,19 +9,21 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, BackgroundTasks, Depends
 from fastapi.responses import RedirectResponse
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel
 
-from ...accounts import ClientInfo, Grant, confirmation, passwordless, verification
+from ...accounts import confirmation, passwordless, verification
 from ...accounts.confirmation import ResendType
 from ...accounts.pkce import AuthCode
 from ...accounts.recovery import FollowUp
-from ...accounts.verification import KINDS_OF_TYPE, EmailOtpType
+from ...accounts.verification import KINDS_OF_TYPE
 from ...addresses import EmailAddress
 from ...errors import Code, ServiceError, field_error, invalid
 from ...services import Services
 from ..deps import ClientDep, ServicesDep
-from ..forms import Text, body, documented
+from ..forms import body, documented
 from ..fragments import error_fragment, redirect_with_fragment, session_fragment
+from ..verify_form import Verify
+from ..verify_form import verify as verify_form
 from .errors import status_of
 from .links import Challenged, verify_link
 from .redirects import redirect_target
@@ -44,19 +46,6 @@ class Recover(Challenged):
 class Resend(BaseModel):
     type: ResendType
     email: EmailAddress
-
-
-class Verify(BaseModel):
-    type: EmailOtpType
-    email: EmailAddress | None = None
-    token: Text | None = None
-    token_hash: Text | None = None
-
-    @model_validator(mode="after")
-    def _one_proof(self) -> Verify:
-        if self.token_hash is None and self.token is None:
-            raise ValueError("give token_hash, or email and token (the code)")
-        return self
 
 
 def _after_answer(
@@ -131,23 +120,8 @@ async def resend(
 async def verify(
     services: ServicesDep, client: ClientDep, form: Annotated[Verify, Depends(body(Verify))]
 ) -> dict[str, Any]:
-    granted = await _verify(services, client, form)
+    granted = await verify_form(services, client, form)
     return session_json(services.settings, granted)
-
-
-async def _verify(services: Services, client: ClientInfo, form: Verify) -> Grant:
-    if form.token_hash is not None:
-        granted = await verification.verify_link(services, client, form.type, form.token_hash)
-    elif form.email is not None:
-        assert form.token is not None
-        granted = await verification.verify_code(
-            services, client, form.type, form.email, form.token
-        )
-    else:  # older clients send a link's token as `token`, with no address
-        assert form.token is not None
-        granted = await verification.verify_link(services, client, form.type, form.token)
-    assert isinstance(granted, Grant)  # only a link opened in the browser makes a PKCE code
-    return granted
 
 
 @router.get(

@@ -10,43 +10,19 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
-from pydantic import BaseModel, model_validator
 
-from ...accounts import ClientInfo, Grant, verification
-from ...accounts.verification import KINDS_OF_TYPE, EmailOtpType
-from ...addresses import EmailAddress
+from ...accounts import verification
+from ...accounts.verification import KINDS_OF_TYPE
 from ...errors import ServiceError, field_error, invalid
-from ...services import Services
 from ..deps import ClientDep, ServicesDep
-from ..forms import Text, body, documented
+from ..forms import body, documented
 from ..fragments import error_fragment, redirect_with_fragment, session_fragment
 from ..grants import set_session_cookie, token_body
+from ..verify_form import Verify
+from ..verify_form import verify as verify_form
 from .errors import STATUS
 
 router = APIRouter(tags=["email"])
-
-
-class Verify(BaseModel):
-    type: EmailOtpType
-    email: EmailAddress | None = None
-    token: Text | None = None
-    token_hash: Text | None = None
-
-    @model_validator(mode="after")
-    def _one_proof(self) -> Verify:
-        if self.token_hash is None and self.token is None:
-            raise ValueError("give token_hash, or email and token (the code)")
-        return self
-
-
-async def _verify(services: Services, client: ClientInfo, form: Verify) -> Grant:
-    if form.token_hash is not None:
-        return await verification.verify_link(services, client, form.type, form.token_hash)
-    assert form.token is not None
-    if form.email is not None:
-        return await verification.verify_code(services, client, form.type, form.email, form.token)
-    # GoTrue's older clients send a link's token as `token`, with no address.
-    return await verification.verify_link(services, client, form.type, form.token)
 
 
 @router.post(
@@ -60,7 +36,7 @@ async def verify(
     response: Response,
     form: Annotated[Verify, Depends(body(Verify))],
 ) -> dict[str, Any]:
-    granted = await _verify(services, client, form)
+    granted = await verify_form(services, client, form)
     return token_body(services, response, granted)
 
 
