@@ -1,5 +1,5 @@
-"""`python -m bench [postgrest] [logins] [refresh] [mail] [recovery] [rotation]`: all by default,
-in about a minute."""
+"""`python -m bench [postgrest] [logins] [refresh] [gotrue] [mail] [recovery] [rotation]`:
+all by default, in about a minute."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import os
 import time
 
-from . import logins, mail_latency, postgrest, recovery_timing, refresh, rotation
+from . import gotrue_refresh, logins, mail_latency, postgrest, recovery_timing, refresh, rotation
 from .load import generator
 from .stack import running_stack
 
@@ -15,6 +15,7 @@ BENCHMARKS = {
     "postgrest": postgrest.run,
     "logins": logins.run,
     "refresh": refresh.run,
+    "gotrue": gotrue_refresh.run,
     "mail": mail_latency.run,
     "recovery": recovery_timing.run,
     "rotation": rotation.run,

@@ -40,7 +40,8 @@ async def _drive(url: str, kind: Kind, session: Session, deadline: float) -> int
     done = 0
     try:
         while time.monotonic() < deadline:
-            writer.write(_request(parts.netloc, parts.path, kind, session))
+            target = f"{parts.path}?{parts.query}" if parts.query else parts.path
+            writer.write(_request(parts.netloc, target, kind, session))
             status = int((await reader.readline()).split()[1])
             length = 0
             while (line := await reader.readline()) not in (b"\r\n", b""):
