@@ -1,4 +1,5 @@
-"""Command line: serve (default), migrate, sql, mail status|retry, users show|app-metadata.
+"""Command line: serve (default), migrate, sql, mail status|retry, users show|app-metadata,
+keys anon|service.
 The original's flags are kept."""
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from .config import ConfigError, Settings, load_settings
 from .mail import MailTemplates
 from .migrate import MigrationError, migrate, rendered_sql
 
-COMMANDS = ("serve", "migrate", "sql", "mail", "users")
+COMMANDS = ("serve", "migrate", "sql", "mail", "users", "keys")
 
 
 def build_parser(command: str) -> argparse.ArgumentParser:
@@ -56,6 +57,14 @@ def build_parser(command: str) -> argparse.ArgumentParser:
             nargs="?",
             help="app-metadata: a JSON object merged in (a key given as null is removed)",
         )
+    if command == "keys":
+        parser.add_argument(
+            "role",
+            choices=["anon", "service"],
+            help="anon: the key signed-out clients send (roles.anonymous); service: the admin"
+            " API's key (roles.service)",
+        )
+        parser.add_argument("--days", type=int, default=3650, help="lifetime (default 3650)")
     return parser
 
 
@@ -144,6 +153,21 @@ async def _users(settings: Settings, args: argparse.Namespace) -> None:
 WORKER_ARGS = "_POSTGREST_AUTH_WORKER_ARGS"
 
 
+def _keys(settings: Settings, role: str, days: int) -> None:
+    """Print a long-lived key signed with the service's key: Supabase's anon or service_role
+    key. Treat the service key as a password: it opens the admin API."""
+    from .tokens import TokenIssuer
+
+    if days < 1:
+        fail("keys: --days must be at least 1")
+    try:
+        issuer = TokenIssuer(settings)
+    except (StopIteration, ValueError, OSError) as exc:
+        fail(f"keys: no signing key: set secret or jwt.keys ({type(exc).__name__})")
+    name = settings.roles.anonymous if role == "anon" else settings.roles.service
+    print(issuer.api_key(name, days))
+
+
 def worker_app() -> Any:
     """The app of one worker process: the same configuration as the parent, read again."""
     from .app import create_app
@@ -206,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(_mail(settings, args.action))
     elif command == "users":
         asyncio.run(_users(settings, args))
+    elif command == "keys":
+        _keys(settings, args.role, args.days)
     else:
         try:  # refuse a broken template override in one line, before anything starts
             MailTemplates(settings.email.templates_dir)

@@ -799,3 +799,55 @@ class Store:
             return "kept"
         await conn.execute(f"drop role {quote_ident(role)}")
         return "dropped"
+
+    # -- the admin API -------------------------------------------------------------------------
+
+    async def list_users(self, conn: Connection, limit: int, offset: int) -> tuple[list[Row], int]:
+        """A page of accounts, oldest first, and how many there are in all."""
+        rows = await conn.fetch(
+            f"select {USER_COLUMNS}, count(*) over () as total from {self.users}"
+            " order by id limit $1 offset $2",
+            limit,
+            offset,
+        )
+        total = (
+            rows[0]["total"] if rows else await conn.fetchval(f"select count(*) from {self.users}")
+        )
+        return list(rows), total
+
+    async def admin_insert_user(
+        self,
+        conn: Connection,
+        email: str,
+        password_hash: str | None,
+        user_metadata: dict[str, Any],
+        confirmed: bool,
+    ) -> Row:
+        """An account made by an operator (no username). Raises asyncpg.UniqueViolationError
+        when the address is taken."""
+        return await conn.fetchrow(
+            f"insert into {self.users} (email, password, user_metadata, email_confirmed_at)"
+            " values (lower($1), $2, $3::text::jsonb, case when $4 then now() end)"
+            f" returning {USER_COLUMNS}",
+            email,
+            password_hash,
+            json.dumps(user_metadata),
+            confirmed,
+        )
+
+    async def set_banned_until(self, conn: Connection, user_id: int, until: Any) -> Row | None:
+        """A ban (or its end, with None); a ban also kills every sessionless token (count)."""
+        return await conn.fetchrow(
+            f"update {self.users} set banned_until = $2::timestamptz,"
+            " token_count = token_count + case when $2::timestamptz is null then 0 else 1 end,"
+            f" updated_at = now() where id = $1 returning {USER_COLUMNS}",
+            user_id,
+            until,
+        )
+
+    async def confirm_current_email(self, conn: Connection, user_id: int) -> Row | None:
+        return await conn.fetchrow(
+            f"update {self.users} set email_confirmed_at = coalesce(email_confirmed_at, now()),"
+            f" updated_at = now() where id = $1 returning {USER_COLUMNS}",
+            user_id,
+        )

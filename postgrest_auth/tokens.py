@@ -151,6 +151,31 @@ class TokenIssuer:
             raise InvalidToken("the token is not valid")
         return claims
 
+    def decode_key(self, token: str) -> dict[str, Any]:
+        """Verified claims of a long-lived API key (`postgrest-auth keys`): signature and
+        expiry only, since a key has no count, type or session."""
+        try:
+            key = self._key_for(jwt.get_unverified_header(token))
+            return jwt.decode(
+                token,
+                key.verifying,
+                algorithms=[key.algorithm],
+                options={"verify_aud": False, "require": ["exp"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("the token has expired") from None
+        except jwt.PyJWTError:
+            raise InvalidToken("the token is not valid") from None
+
+    def api_key(self, role: str, days: int) -> str:
+        """A key for a role (anon, service): what Supabase calls the anon and service_role
+        keys. supabase-js sends the anon key as the bearer of signed-out PostgREST requests;
+        the service key opens the admin API."""
+        now = int(time.time())
+        return self.sign(
+            {"iss": self.settings.payload.iss, "role": role, "iat": now, "exp": now + days * 86400}
+        )
+
     def _key_for(self, header: dict[str, Any]) -> Key:
         kid = header.get("kid")
         for key in self.keys:

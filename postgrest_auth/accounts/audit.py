@@ -31,6 +31,7 @@ class Event(StrEnum):
     SESSION_ENDED = "session_ended"
     METADATA_CHANGED = "metadata_changed"
     ACCOUNT_DELETED = "account_deleted"
+    BAN_CHANGED = "ban_changed"
 
 
 async def record(

@@ -8,6 +8,7 @@ the id. Its tokens die at PostgREST on their next request: their session is gone
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import asyncpg
 
@@ -41,7 +42,7 @@ async def delete_account(
                     "Give your password, or sign in again: deleting the account without it"
                     f" needs a sign-in less than {FRESH_SIGN_IN_SECONDS // 60} minutes old",
                 )
-            await _delete(services, conn, client, caller.user["id"])
+            await remove_account(services, conn, client, caller.user["id"])
     except asyncpg.ForeignKeyViolationError as exc:
         raise ServiceError(
             Code.ACCOUNT_REFERENCED,
@@ -70,14 +71,16 @@ async def _signed_in_recently(services: Services, conn: Connection, caller: Call
     )
 
 
-async def _delete(services: Services, conn: Connection, client: ClientInfo, user_id: int) -> None:
-    """In conn's transaction. The row goes first: it locks the account, and says which
-    addresses and role were its own at that moment."""
+async def remove_account(
+    services: Services, conn: Connection, client: ClientInfo, user_id: int, **detail: Any
+) -> None:
+    """In conn's transaction (the owner's deletion, or an operator's). The row goes first:
+    it locks the account, and says which addresses and role were its own at that moment."""
     store = services.store
     deleted = await store.delete_user(conn, user_id)
     if deleted is None:  # deleted meanwhile by another request
         raise ServiceError(Code.SESSION_ENDED, "The account no longer exists")
-    await record(services, conn, Event.ACCOUNT_DELETED, user_id, client)
+    await record(services, conn, Event.ACCOUNT_DELETED, user_id, client, **detail)
     addresses = [a for a in (deleted["email"], deleted["new_email"]) if a]
     await store.delete_unsent_mail_to(conn, addresses)  # before the notice is queued
     role = deleted["username_lowercase"]

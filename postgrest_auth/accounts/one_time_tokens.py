@@ -17,12 +17,13 @@ from .links import Challenge, VerifyLink, verify_url
 # GoTrue's names for what a mailed secret does when verified.
 Kind = Literal["signup", "magiclink", "recovery", "email_change", "invite"]
 
-# The mail that carries each kind (invitations are not mailed yet: nothing issues them).
+# The mail that carries each kind.
 TEMPLATES: dict[str, str] = {
     "signup": "confirm_signup",
     "magiclink": "magic_link",
     "recovery": "recovery",
     "email_change": "confirm_email_change",
+    "invite": "invite",
 }
 
 # GoTrue's words, for a wrong, spent, superseded or expired secret alike: a refusal must not

@@ -26,6 +26,7 @@ KINDS = (
     "confirm_email_change",
     "email_change_requested",
     "account_deleted",
+    "invite",
 )
 
 

@@ -4,8 +4,8 @@ account operations as the original API."""
 
 from fastapi import APIRouter
 
-from . import accounts, email, meta
+from . import accounts, admin, email, meta
 
 PATH = "/v1"
 
-ROUTERS: tuple[APIRouter, ...] = (accounts.router, email.router, meta.router)
+ROUTERS: tuple[APIRouter, ...] = (accounts.router, email.router, meta.router, admin.router)
