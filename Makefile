@@ -46,7 +46,13 @@ $(SUPABASE_JS)/node_modules/.installed: $(SUPABASE_JS)/package-lock.json $(BIN)/
 	  && "$$node_home/bin/node" "$$node_home/lib/node_modules/npm/bin/npm-cli.js" ci --no-audit --no-fund --silent
 	touch $@
 
-test: $(BIN)/.installed $(POSTGREST) system-packages $(SUPABASE_JS)/node_modules/.installed
+# supabase-js for the demo's third mode, from the same pinned install: no bundler, the UMD build.
+VENDOR := examples/frontend/vendor
+$(VENDOR)/supabase.js: $(SUPABASE_JS)/node_modules/.installed
+	mkdir -p $(VENDOR)
+	cp $(SUPABASE_JS)/node_modules/@supabase/supabase-js/dist/umd/supabase.js $@
+
+test: $(BIN)/.installed $(POSTGREST) system-packages $(SUPABASE_JS)/node_modules/.installed $(VENDOR)/supabase.js
 	$(BIN)/ruff check .
 	POSTGREST_AUTH_TEST_POSTGREST=$(abspath $(POSTGREST)) $(BIN)/pytest -q $(PYTEST_ARGS)
 
@@ -55,8 +61,9 @@ bench: $(BIN)/.installed $(POSTGREST)
 	POSTGREST_AUTH_TEST_POSTGREST=$(abspath $(POSTGREST)) $(BIN)/python -m bench
 
 # The to-do example at one URL: PostgreSQL, PostgREST, postgrest-auth and nginx (Ctrl-C stops all).
-# DEMO_ARGS="--mode cookie" for the session-cookie mode; "--port 9090" if 8080 is taken.
-demo: $(BIN)/.installed $(POSTGREST) system-packages
+# DEMO_ARGS="--mode cookie" for the session-cookie mode, "--mode supabase" for supabase-js;
+# "--port 9090" if 8080 is taken.
+demo: $(BIN)/.installed $(POSTGREST) system-packages $(VENDOR)/supabase.js
 	POSTGREST_AUTH_TEST_POSTGREST=$(abspath $(POSTGREST)) $(BIN)/python -m demo $(DEMO_ARGS)
 
 lint: $(BIN)/.installed
@@ -64,4 +71,4 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .postgrest-auth
+	rm -rf $(VENV) $(TOOLS) .postgrest-auth $(VENDOR) $(SUPABASE_JS)/node_modules

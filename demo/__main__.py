@@ -1,4 +1,5 @@
-"""`python -m demo [--mode bearer|cookie] [--port 8080]`: the to-do demo at one URL until Ctrl-C."""
+"""`python -m demo [--mode bearer|cookie|supabase] [--port 8080]`: the to-do demo at one URL until
+Ctrl-C."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
     parser.add_argument(
         "--mode",
-        choices=["bearer", "cookie"],
+        choices=["bearer", "cookie", "supabase"],
         default="bearer",
-        help="bearer: tokens in page memory; cookie: HttpOnly session cookie",
+        help="bearer: tokens in page memory; cookie: HttpOnly session cookie;"
+        " supabase: @supabase/supabase-js for sign-in and the to-dos",
     )
     parser.add_argument(
         "--port",

@@ -36,11 +36,13 @@ import asyncpg
 from postgrest_auth.config import Settings, deep_merge, load_settings
 from postgrest_auth.migrate import migrate
 from postgrest_auth.sqltext import quote_ident, quote_literal
+from postgrest_auth.tokens import TokenIssuer
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 DEFAULT_POSTGREST = ROOT / ".tools" / "postgrest-12.0.2-2"
-Mode = Literal["bearer", "cookie"]
+Mode = Literal["bearer", "cookie", "supabase"]
+MODES = ("bearer", "cookie", "supabase")
 
 
 class StackError(RuntimeError):
@@ -171,8 +173,8 @@ class Stack:
         bcrypt_rounds: int | None = None,
         overrides: dict[str, Any] | None = None,
     ) -> None:
-        if mode not in ("bearer", "cookie"):
-            raise ValueError(f"mode must be 'bearer' or 'cookie', not {mode!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.mode: Mode = mode
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
@@ -274,6 +276,8 @@ class Stack:
                 "reset_url": f"{self.url}#reset_token={{token}}&username={{username}}",
             },
             "cookie": {"enabled": self.mode == "cookie", "secure": False},
+            # Mailed links of the GoTrue API (supabase mode) lead back to the page.
+            "gotrue": {"site_url": self.url.rstrip("/")},
             # nginx sets X-Real-IP; the service trusts it from 127.0.0.1 only (the default).
             "http": {"client_address_header": "X-Real-IP"},
         }
@@ -284,6 +288,7 @@ class Stack:
         self.config_file.touch(mode=0o600)
         self.config_file.write_text(json.dumps(values, indent=2))
         settings = load_settings(self.config_file, environ=False)
+        self.settings = settings
         return settings, secrets.token_urlsafe(24)
 
     async def _prepare_database(self, settings: Settings, authenticator_password: str) -> None:
@@ -352,9 +357,17 @@ class Stack:
         assert self.work_dir is not None
         static = self.work_dir / "static"
         shutil.copytree(EXAMPLES / "frontend", static)
+        config: dict[str, Any] = {"mode": self.mode, "authBase": "/auth", "apiBase": "/api"}
+        if self.mode == "supabase":
+            if not (static / "vendor" / "supabase.js").is_file():
+                raise StackError("supabase-js is not vendored: run `make demo` (or `make test`)")
+            # What `postgrest-auth keys anon` prints: supabase-js's bearer when signed out.
+            config["anonKey"] = TokenIssuer(self.settings).api_key(
+                self.settings.roles.anonymous, 30
+            )
         (static / "config.js").write_text(
             "// Written by demo/stack.py.\nwindow.POSTGREST_AUTH_DEMO = "
-            + json.dumps({"mode": self.mode, "authBase": "/auth", "apiBase": "/api"})
+            + json.dumps(config)
             + ";\n"
         )
         for path in [static, *static.rglob("*")]:
@@ -378,7 +391,7 @@ class Stack:
         self.processes.append(nginx)
         nginx.wait_ready(lambda: _http_status(self.url) == 200)
         # Through nginx, both upstreams answer.
-        for path in ("auth/health", "api/"):
+        for path in ("auth/health", "auth/v1/health", "api/", "rest/v1/"):
             status = _http_status(self.url + path)
             if status != 200:
                 raise StackError(

@@ -131,14 +131,16 @@ grant insert (description, done, public), update (description, done, public), de
 -- Signed-in users may see who else is here (to put a name on a public to-do), but `auth.users` also
 -- holds password hashes, emails and token counts, and the PostgREST roles have no privilege on it at
 -- all. This view therefore deliberately runs with its owner's rights (`security_invoker = false`, the
--- default, spelled out here): it reads `auth.users` as the owner and hands out exactly two columns,
+-- default, spelled out here): it reads `auth.users` as the owner and hands out exactly three columns,
 -- without granting anything on the table itself. The view is simple enough to be auto-updatable, so
 -- it must never be granted anything but `select`: a write through it would run as the owner.
 
 create or replace view api.users with (security_invoker = false) as
-  select uid as id, username
+  select uid as id, username,
+    -- accounts of the GoTrue API have no username: the name they chose at sign-up, if any
+    coalesce(username::text, user_metadata->>'username') as display_name
   from auth.users;
-comment on view api.users is 'UUIDs and usernames of all users, for signed-in users only. Runs as its owner on purpose: auth.users stays closed.';
+comment on view api.users is 'UUIDs, usernames and display names of all users, for signed-in users only. Runs as its owner on purpose: auth.users stays closed.';
 
 revoke all on api.users from public;
 grant select on api.users to normal_user;

@@ -81,9 +81,13 @@ def browser(stack: Stack) -> Iterator[Browser]:
             launched.close()
 
 
-def open_app(context: BrowserContext, url: str, errors: list[str]) -> Page:
+def open_app(
+    context: BrowserContext, url: str, errors: list[str], console: list[str] | None = None
+) -> Page:
     page = context.new_page()
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    if console is not None:  # what the browser's console shows as errors (failed requests too)
+        page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
     page.goto(url)
     expect(page.locator("body")).to_have_attribute("data-ready", "true")
     return page
@@ -150,12 +154,17 @@ def test_todo_app_through_nginx(stack: Stack, browser: Browser) -> None:
     expect.set_options(timeout=15_000)
     secret = "Buy milk (private to alice)"
 
-    # Alice signs up and writes a private to-do.
+    # Alice signs up and writes a private to-do. A first visit makes no request that fails
+    # (cookie mode probes the session only when this browser signed in before).
     alice_ctx = browser.new_context()
-    alice = open_app(alice_ctx, stack.url, errors)
+    console: list[str] = []
+    alice = open_app(alice_ctx, stack.url, errors, console)
     expect_signed_out(alice)
+    assert console == [], console
     shots(alice, "signed-out")
     sign_up(alice, "alice", FIRST, "alice@example.com")
+    # Password managers learn which account the change-password form is for.
+    expect(alice.locator("#change-form input[autocomplete=username]")).to_have_value("alice")
     shots(alice, "signed-up")
     add_todo(alice, secret)
     expect(todo(alice, secret)).to_have_attribute("data-public", "false")
@@ -252,4 +261,71 @@ def test_todo_app_through_nginx(stack: Stack, browser: Browser) -> None:
 
     for context in (alice_ctx, bob_ctx, other_ctx):
         context.close()
+    assert errors == [], f"uncaught errors in the page: {errors}"
+
+
+@pytest.fixture
+def supabase_stack() -> Iterator[Stack]:
+    require_system_parts()
+    with Stack(mode="supabase", bcrypt_rounds=4) as running:
+        yield running
+
+
+def test_supabase_js_mode(supabase_stack: Stack) -> None:
+    """The same page on @supabase/supabase-js: the GoTrue API for the session, PostgREST at
+    /rest/v1 for the to-dos, the session kept in localStorage across a reload."""
+    stack, shots, errors = supabase_stack, Shots("supabase"), []
+    expect.set_options(timeout=15_000)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            carol_ctx, visitor_ctx, dave_ctx = (browser.new_context() for _ in range(3))
+            console: list[str] = []
+            carol = open_app(carol_ctx, stack.url, errors, console)
+            expect_signed_out(carol)
+            shots(carol, "signed-out")
+            sign_up(carol, "carol", FIRST, "carol@example.com")
+            add_todo(carol, "Plan the party")
+            add_todo(carol, "Secret recipe")
+            todo(carol, "Plan the party").locator("button.make-public").click()
+            expect(todo(carol, "Plan the party")).to_have_attribute("data-public", "true")
+            shots(carol, "todos-added")
+
+            carol.reload()  # supabase-js restores the session from localStorage
+            expect(carol.locator("body")).to_have_attribute("data-ready", "true")
+            expect_signed_in(carol, "carol")
+            expect(todo(carol, "Secret recipe")).to_be_visible()
+            shots(carol, "reloaded-still-signed-in")
+            assert console == [], console
+
+            # A signed-out visitor sees the public to-do, and no internal id for its owner.
+            visitor = open_app(visitor_ctx, stack.url, errors)
+            expect(todo(visitor, "Plan the party")).to_be_visible()
+            expect(todo(visitor, "Secret recipe")).to_have_count(0)
+            expect(todo(visitor, "Plan the party").locator(".todo-owner")).to_have_count(0)
+            shots(visitor, "visitor-sees-public")
+            # Another user sees the name carol chose at sign-up.
+            dave = open_app(dave_ctx, stack.url, errors)
+            sign_up(dave, "dave", FIRST, "dave@example.com")
+            expect(todo(dave, "Plan the party").locator(".todo-owner")).to_have_text("by carol")
+            shots(dave, "dave-sees-carols-name")
+
+            # A new password (no current one: the recent session proves it), then sign-out.
+            carol.fill("#change-new", SECOND)
+            carol.fill("#change-confirm", SECOND)
+            carol.click("#change-submit")
+            expect(carol.locator("#message")).to_contain_text("Password changed")
+            carol.click("#logout")
+            expect_signed_out(carol)
+            expect(todo(carol, "Secret recipe")).to_have_count(0)
+            carol.reload()
+            expect(carol.locator("body")).to_have_attribute("data-ready", "true")
+            expect_signed_out(carol)
+            carol.fill("#login-username", "carol@example.com")
+            carol.fill("#login-password", SECOND)
+            carol.click("#login-submit")
+            expect_signed_in(carol, "carol")
+            shots(carol, "signed-in-with-new-password")
+        finally:
+            browser.close()
     assert errors == [], f"uncaught errors in the page: {errors}"

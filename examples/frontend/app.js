@@ -7,7 +7,13 @@
  *                  a reload means logging in again.
  *   mode "cookie": postgrest-auth sets an HttpOnly session cookie; every fetch has
  *                  credentials: "include" and no Authorization header; PostgREST reads the cookie
- *                  in its pre-request. On load, GET {authBase}/user tells whether a session exists.
+ *                  in its pre-request. On load, GET {authBase}/user tells whether a session exists
+ *                  (asked only when this page signed in before: a signed-out visitor's first load
+ *                  makes no request that must fail).
+ *   mode "supabase": @supabase/supabase-js (vendor/supabase.js, the UMD build `make demo` copies)
+ *                  signs in through the service's GoTrue API ({authBase}/v1) and reads and writes
+ *                  the to-dos through PostgREST at /rest/v1; it keeps the session in localStorage
+ *                  and refreshes it itself. config.anonKey is the key it sends when signed out.
  *
  * Stable hooks for browser tests:
  *   #message            status / error line (data-kind="info" | "error"; hidden when empty)
@@ -18,7 +24,8 @@
  *   #forgot-username, #forgot-submit
  *   #reset-panel (shown for #reset_token=...&username=...), #reset-username, #reset-new,
  *   #reset-confirm, #reset-submit, #reset-cancel
- *   #change-current, #change-new, #change-confirm, #change-submit   (in #account-panel)
+ *   #change-username (hidden, for password managers), #change-current, #change-new,
+ *   #change-confirm, #change-submit   (in #account-panel)
  *   #todo-new, #todo-add           (form #todo-form, shown when signed in)
  *   #todo-list > li.todo-item      data-id, data-public="true|false", data-own="true|false";
  *                                  inside: .todo-description, .todo-owner, input.toggle-done (own),
@@ -34,6 +41,11 @@
     window.POSTGREST_AUTH_DEMO || {}
   );
   const cookieMode = config.mode === "cookie";
+  const supabaseMode = config.mode === "supabase";
+  let sb = null; // the supabase-js client, in supabase mode
+  // Cookie mode: set while this page holds a session, so a fresh visitor is not probed. Not a
+  // secret and not a credential: the HttpOnly cookie alone signs requests in.
+  const SIGNED_IN_HINT = "postgrest-auth-demo:signed-in";
   const authBase = config.authBase.replace(/\/$/, "");
   const apiBase = config.apiBase.replace(/\/$/, "");
 
@@ -299,6 +311,7 @@
   }
 
   function forgetSession() {
+    if (cookieMode) localStorage.removeItem(SIGNED_IN_HINT);
     clearTimeout(refreshTimer);
     refreshTimer = null;
     accessToken = null;
@@ -348,6 +361,8 @@
 
   function render() {
     const signedInNow = Boolean(user);
+    if (cookieMode && signedInNow) localStorage.setItem(SIGNED_IN_HINT, "1");
+    $("change-username").value = signedInNow ? user.username : "";
     document.body.dataset.state = signedInNow ? "signed-in" : "signed-out";
     $("current-user").textContent = signedInNow ? `Signed in as ${user.username}` : "Not signed in";
     $("logout").hidden = !signedInNow;
@@ -384,10 +399,12 @@
       text.textContent = todo.description; // textContent: descriptions are never HTML
       li.append(text);
 
-      if (!own) {
+      const ownerName = own ? null : userNames.get(todo.user_id);
+      if (ownerName) {
+        // A name only when one is known: an internal id tells a person nothing.
         const owner = document.createElement("span");
         owner.className = "todo-owner";
-        owner.textContent = "by " + (userNames.get(todo.user_id) || `user ${todo.user_id}`);
+        owner.textContent = "by " + ownerName;
         li.append(owner);
       }
 
@@ -413,21 +430,31 @@
 
   async function loadTodos() {
     const [todos, users] = await Promise.all([
-      apiCall("/todos?order=id"),
+      sb ? supabaseResult(sb.from("todos").select("*").order("id")) : apiCall("/todos?order=id"),
       // Names for other people's public to-dos; only signed-in users may read them.
-      user ? send(apiBase + "/users?select=id,username").catch(() => null) : Promise.resolve(null),
+      user ? listUsers().catch(() => null) : Promise.resolve(null),
     ]);
-    if (Array.isArray(users)) userNames = new Map(users.map((u) => [u.id, u.username]));
+    if (Array.isArray(users)) userNames = new Map(users.map((u) => [u.id, u.display_name]));
     renderTodos(Array.isArray(todos) ? todos : []);
+  }
+
+  function listUsers() {
+    return sb
+      ? supabaseResult(sb.from("users").select("id,display_name"))
+      : send(apiBase + "/users?select=id,display_name");
   }
 
   async function updateTodo(id, changes, doneText) {
     try {
-      await apiCall(`/todos?id=eq.${encodeURIComponent(id)}`, {
-        method: "PATCH",
-        body: changes,
-        headers: { Prefer: "return=representation" },
-      });
+      if (sb) {
+        await supabaseResult(sb.from("todos").update(changes).eq("id", id));
+      } else {
+        await apiCall(`/todos?id=eq.${encodeURIComponent(id)}`, {
+          method: "PATCH",
+          body: changes,
+          headers: { Prefer: "return=representation" },
+        });
+      }
       await loadTodos();
       if (doneText) showInfo(doneText);
     } catch (err) {
@@ -461,6 +488,14 @@
   onSubmit("signup-form", async (form) => {
     const body = { username: value("signup-username").trim(), password: value("signup-password") };
     const email = value("signup-email").trim();
+    if (sb) {
+      const options = { data: { username: body.username } };
+      const data = await supabaseResult(sb.auth.signUp({ email, password: body.password, options }));
+      form.reset();
+      await supabaseSignedIn(data.user);
+      showInfo(`Welcome, ${user.username}! Your account is ready.`);
+      return;
+    }
     if (email) body.email = email;
     const data = await authCall("/users", { method: "POST", body, auth: false });
     form.reset();
@@ -470,6 +505,14 @@
 
   onSubmit("login-form", async (form) => {
     const body = { username: value("login-username").trim(), password: value("login-password") };
+    if (sb) {
+      const credentials = { email: body.username, password: body.password };
+      const data = await supabaseResult(sb.auth.signInWithPassword(credentials));
+      form.reset();
+      await supabaseSignedIn(data.user);
+      showInfo(`Welcome back, ${user.username}.`);
+      return;
+    }
     const data = await authCall("/login", { method: "POST", body, auth: false });
     form.reset();
     await signedIn(data);
@@ -477,6 +520,14 @@
   });
 
   onSubmit("forgot-form", async (form) => {
+    if (sb) {
+      // The mailed link comes back here signed in (supabase-js reads the URL fragment); the
+      // change-password form then sets the new password.
+      await supabaseResult(sb.auth.resetPasswordForEmail(value("forgot-username").trim()));
+      form.reset();
+      showInfo("If that address has an account, a link to sign in and choose a new password is on its way.");
+      return;
+    }
     await authCall("/forgot_password", { method: "POST", body: { username: value("forgot-username").trim() }, auth: false });
     form.reset();
     showInfo("If that account has an email address, a link to reset the password is on its way.");
@@ -485,6 +536,13 @@
   onSubmit("change-form", async (form) => {
     if (value("change-new") !== value("change-confirm")) {
       showMessage("The new passwords do not match.", "error");
+      return;
+    }
+    if (sb) {
+      // GoTrue's way: the session proves who it is (it must be under a day old).
+      await supabaseResult(sb.auth.updateUser({ password: value("change-new") }));
+      form.reset();
+      showInfo("Password changed. You have been signed out on your other devices.");
       return;
     }
     const data = await authCall("/change_password", {
@@ -504,17 +562,27 @@
   onSubmit("todo-form", async (form) => {
     const description = value("todo-new").trim();
     if (!description) return;
-    await apiCall("/todos", {
-      method: "POST",
-      body: { description },
-      headers: { Prefer: "return=representation" },
-    });
+    if (sb) {
+      await supabaseResult(sb.from("todos").insert({ description }));
+    } else {
+      await apiCall("/todos", {
+        method: "POST",
+        body: { description },
+        headers: { Prefer: "return=representation" },
+      });
+    }
     form.reset();
     await loadTodos();
     $("todo-new").focus();
   });
 
   async function logout(scope) {
+    if (sb) {
+      const { error } = await sb.auth.signOut({ scope: scope === "global" ? "global" : "local" });
+      signedOut(scope === "global" ? "You are logged out on all your devices." : "You are logged out.", "info");
+      if (error && error.name !== "AuthSessionMissingError") showError(supabaseError(error));
+      return;
+    }
     try {
       await authCall("/logout", { method: "POST", body: scope ? { scope } : {} });
       signedOut(scope === "global" ? "You are logged out on all your devices." : "You are logged out.", "info");
@@ -585,15 +653,89 @@
   });
   window.addEventListener("hashchange", takeResetLink);
 
+  // ---------------------------------------------------------------- supabase-js mode
+
+  function loadScript(src) {
+    return new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = src;
+      script.onload = resolve;
+      script.onerror = () => reject(new Error(`${src} is missing: run \`make demo\``));
+      document.head.append(script);
+    });
+  }
+
+  async function startSupabase() {
+    await loadScript("vendor/supabase.js");
+    sb = window.supabase.createClient(location.origin, config.anonKey, {
+      db: { schema: "api" }, // the schema PostgREST serves here
+      auth: { storageKey: "postgrest-auth-demo", persistSession: true, autoRefreshToken: true },
+    });
+    sb.auth.onAuthStateChange((event, session) => {
+      // Another tab signed out, or the session ended on the server: follow along.
+      if (event === "SIGNED_OUT" && user) signedOut("Your session has ended. Please log in again.");
+      // A mailed link (recovery, sign-in) was opened: supabase-js took the session from the URL.
+      if ((event === "SIGNED_IN" || event === "PASSWORD_RECOVERY") && session && !user) {
+        setTimeout(() => user || supabaseSignedIn(session.user).catch(showError), 0);
+      }
+    });
+    // GoTrue accounts sign in by email; a new password needs only this (recent) session.
+    $("signup-email").required = true;
+    document.querySelector('label[for="signup-email"] .hint').textContent = "(you log in with it)";
+    $("forgot-username").type = "email";
+    document.querySelector('label[for="forgot-username"]').textContent = "Email";
+    document.querySelector('label[for="login-username"]').textContent = "Email";
+    for (const el of [$("change-current"), document.querySelector('label[for="change-current"]')]) {
+      el.hidden = true;
+    }
+    $("change-current").required = false;
+    const { data } = await sb.auth.getSession();
+    if (data.session) user = asSupabaseUser(data.session.user);
+    render();
+  }
+
+  function asSupabaseUser(account) {
+    const name = (account.user_metadata && account.user_metadata.username) || account.email;
+    return { id: String(account.id), username: name, email: account.email };
+  }
+
+  async function supabaseSignedIn(account) {
+    user = asSupabaseUser(account);
+    render();
+    await loadTodos();
+  }
+
+  // supabase-js answers {data, error} instead of throwing: errors become HttpErrors, so the
+  // messages read as in the other modes.
+  async function supabaseResult(pending) {
+    const { data, error } = await pending;
+    if (error) throw supabaseError(error);
+    return data;
+  }
+
+  function supabaseError(error) {
+    const status = typeof error.status === "number" ? error.status : 400;
+    return new HttpError(status, { code: error.code || "", message: error.message || "" }, null);
+  }
+
   // ---------------------------------------------------------------- start
 
   async function start() {
-    $("mode-note").textContent = cookieMode
-      ? "Session mode: an HttpOnly cookie keeps you signed in across reloads."
-      : "Token mode: tokens are kept in memory only, so reloading the page signs you out.";
+    $("mode-note").textContent = supabaseMode
+      ? "supabase-js mode: @supabase/supabase-js keeps the session in this browser's storage and refreshes it."
+      : cookieMode
+        ? "Session mode: an HttpOnly cookie keeps you signed in across reloads."
+        : "Token mode: tokens are kept in memory only, so reloading the page signs you out.";
     render();
     takeResetLink();
-    if (cookieMode) {
+    if (supabaseMode) {
+      try {
+        await startSupabase();
+      } catch (err) {
+        showError(err);
+      }
+    }
+    if (cookieMode && localStorage.getItem(SIGNED_IN_HINT)) {
       try {
         user = asUser(await authCall("/user"));
       } catch (err) {
