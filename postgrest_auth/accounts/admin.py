@@ -140,16 +140,6 @@ async def update_user(
                 user = updated
                 await services.store.revoke_sessions(conn, user["id"])
                 await record(services, conn, Event.PASSWORD_CHANGED, user["id"], client, by=BY)
-            if changes.user_metadata is not None:
-                user = await merge_metadata(
-                    services,
-                    conn,
-                    client,
-                    user["id"],
-                    "user_metadata",
-                    checked_changes("user_metadata", changes.user_metadata),
-                    by=BY,
-                )
             return await _apply(services, conn, client, user, changes)
     except asyncpg.UniqueViolationError as exc:
         raise email_taken() from exc
@@ -158,21 +148,18 @@ async def update_user(
 async def _apply(
     services: Services, conn: Connection, client: ClientInfo, user: Row, changes: Changes
 ) -> Row:
-    """What creating and changing share: confirmation, app_metadata, the ban."""
+    """What creating and changing share: confirmation, metadata (merged), the ban."""
     store = services.store
     if changes.email_confirm and user["email_confirmed_at"] is None:
         user = await store.confirm_current_email(conn, user["id"])
         await record(services, conn, Event.EMAIL_CONFIRMED, user["id"], client, by=BY)
-    if changes.app_metadata is not None:
-        user = await merge_metadata(
-            services,
-            conn,
-            client,
-            user["id"],
-            "app_metadata",
-            checked_changes("app_metadata", changes.app_metadata),
-            by=BY,
-        )
+    for column, given in (
+        ("user_metadata", changes.user_metadata),
+        ("app_metadata", changes.app_metadata),
+    ):
+        if given is not None:
+            checked = checked_changes(column, given)
+            user = await merge_metadata(services, conn, client, user["id"], column, checked, by=BY)
     if changes.ban_duration is not None:
         until = ban_until(changes.ban_duration)
         user = await store.set_banned_until(conn, user["id"], until)
