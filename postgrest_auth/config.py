@@ -233,8 +233,8 @@ class Gotrue(Section):
     )
     redirect_urls: list[str] = Field(
         default_factory=list,
-        description="allowed redirect_to targets: exact URLs, or prefixes ending in '*'"
-        " (https://app.example.com/*)",
+        description="allowed redirect_to targets: exact URLs, or globs where * stays within a"
+        " host label or path segment and ** crosses them (https://*.example.com/**)",
     )
     aud: str = Field("authenticated", min_length=1, description="the access tokens' aud claim")
 

@@ -293,3 +293,35 @@ def test_access_log_drops_query_strings():
     )
     assert DropQueryStrings().filter(record)
     assert "SECRET" not in record.getMessage() and "/auth/verify" in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("redirect_to", "allowed"),
+    [
+        ("http://app.test:5173/anywhere?x=1", True),  # the site URL's origin
+        ("https://a.example.com/callback", True),
+        ("https://a.example.com/deep/path", True),
+        ("https://evil.test/x.example.com/callback", False),
+        ("https://evil?.example.com/callback", False),
+        ("https://b.example.com@evil.test/callback", False),
+        ("https://other.test/one", True),
+        ("https://other.test/one/two", False),  # * stays within a segment
+        ("javascript:alert(1)", False),
+        ("https://app.test:5173\\@evil.test", False),
+    ],
+)
+def test_redirect_allow_list(redirect_to: str, allowed: bool) -> None:
+    from postgrest_auth.api.gotrue.redirects import allowed as is_allowed
+
+    settings = load_settings(
+        None,
+        {
+            "secret": "s" * 40,
+            "gotrue": {
+                "site_url": "http://app.test:5173",
+                "redirect_urls": ["https://*.example.com/**", "https://other.test/*"],
+            },
+        },
+        environ=False,
+    )
+    assert is_allowed(settings, redirect_to) is allowed

@@ -4,7 +4,8 @@ failing, so an attacker's redirect_to never receives a session."""
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
+import re
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from ...config import Settings
@@ -15,9 +16,22 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme.lower(), parts.netloc.lower()
 
 
+@lru_cache(maxsize=256)
+def _glob(pattern: str) -> re.Pattern[str]:
+    """GoTrue's globs: `*` stays within one host label or path segment (it crosses neither
+    `.` nor `/`, nor `?`, `#` or `@`), `**` crosses them. So `https://*.example.com/**` is
+    satisfied neither by `https://evil.test/x.example.com/` nor by `https://evil?.example.com/`."""
+    parts = re.split(r"(\*\*|\*)", pattern)
+    regex = "".join(
+        ".*" if part == "**" else r"[^./?#@\\]*" if part == "*" else re.escape(part)
+        for part in parts
+    )
+    return re.compile(regex)
+
+
 def allowed(settings: Settings, redirect_to: str) -> bool:
     """Same origin as the site URL, or a match of an entry of `gotrue.redirect_urls` (exact,
-    or a glob such as `https://app.example.com/*`)."""
+    or a glob such as `https://app.example.com/**`)."""
     if not redirect_to.lower().startswith(("http://", "https://")) or any(
         c in redirect_to for c in "\\\r\n\t "
     ):
@@ -26,7 +40,7 @@ def allowed(settings: Settings, redirect_to: str) -> bool:
     if site is not None and _origin(site) == _origin(redirect_to):
         return True
     return any(
-        redirect_to == entry or ("*" in entry and fnmatchcase(redirect_to, entry))
+        redirect_to == entry or ("*" in entry and _glob(entry).fullmatch(redirect_to))
         for entry in settings.gotrue.redirect_urls
     )
 
