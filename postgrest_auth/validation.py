@@ -10,9 +10,15 @@ from .errors import field_error, invalid
 
 
 def username_problems(settings: Settings, username: str) -> list[dict[str, Any]]:
-    if re.fullmatch(settings.usernames.pattern, username):
-        return []
-    return [field_error("username", f"must match {settings.usernames.pattern}")]
+    if not re.fullmatch(settings.usernames.pattern, username):
+        return [field_error("username", f"must match {settings.usernames.pattern}")]
+    roles = settings.roles
+    # Compat mode names a database role (and the tokens' role claim) after the username: never
+    # one of the service's own roles.
+    reserved = {roles.anonymous, roles.user, roles.authenticator, roles.service}
+    if roles.per_user and username.lower() in {name.lower() for name in reserved}:
+        return [field_error("username", "is not available")]
+    return []
 
 
 def password_problems(settings: Settings, field: str, password: str) -> list[dict[str, Any]]:

@@ -10,10 +10,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
-from .email_flows import outbox
-from .support import SECRET, Service, SmtpServer, make_settings
+from .email_flows import audit_events, outbox
+from .support import SECRET, Service, SmtpServer, make_settings, wait_until
 
 PASSWORD = "correct horse battery"
 
@@ -66,6 +67,17 @@ def test_only_a_service_key_opens_the_admin_api(api: httpx.Client, service_key: 
     assert r.status_code == 403 and r.json()["code"] == "not_admin", r.text
     r = api.get("/admin/users", headers=auth(key("anon")))
     assert r.status_code == 403 and r.json()["code"] == "not_admin", r.text
+    # a user's token with the service's role name (roles.per_user and a username like it)
+    claims = jwt.decode(
+        user["access_token"],
+        SECRET,
+        algorithms=["HS256"],
+        audience="x",
+        options={"verify_aud": False},
+    )
+    posing = jwt.encode({**claims, "role": "service_role"}, SECRET, algorithm="HS256")
+    r = api.get("/admin/users", headers=auth(posing))
+    assert r.status_code == 403 and r.json()["code"] == "not_admin", r.text
     forged = service_key[:-4] + ("AAAA" if not service_key.endswith("AAAA") else "BBBB")
     assert api.get("/admin/users", headers=auth(forged)).status_code == 403
     r = api.get("/admin/users", headers=auth(service_key))
@@ -109,6 +121,12 @@ def test_a_ban_ends_sessions_everywhere_until_lifted(
     r = api.put(f"/admin/users/{uid}", json={"ban_duration": "none"}, headers=auth(service_key))
     assert r.status_code == 200 and "banned_until" not in r.json(), r.text
     assert api.post("/token?grant_type=password", json=credentials).status_code == 200
+    # a ban that has run out refuses nothing (Go's units, down to the millisecond)
+    r = api.put(f"/admin/users/{uid}", json={"ban_duration": "1ms"}, headers=auth(service_key))
+    assert r.status_code == 200, r.text
+    assert api.post("/token?grant_type=password", json=credentials).status_code == 200
+    r = api.put(f"/admin/users/{uid}", json={"ban_duration": "0s"}, headers=auth(service_key))
+    assert r.status_code == 200 and "banned_until" not in r.json(), r.text  # Ban(0) lifts
 
 
 def test_create_change_and_delete(api: httpx.Client, service_key: str) -> None:
@@ -156,3 +174,35 @@ def test_generated_links_are_not_mailed(api: httpx.Client, service_key: str, dsn
     r = api.post("/admin/generate_link", json=unknown, headers=auth(service_key))
     assert r.status_code == 404, r.text
     assert [kind for kind, _ in outbox(dsn)] == ["welcome"]  # nothing else was queued
+
+
+def test_email_metadata_and_invitations(
+    api: httpx.Client, service_key: str, dsn: str, smtp: SmtpServer
+) -> None:
+    admin = auth(service_key)
+    erin = sign_up(api, "erin@example.com")["user"]
+    assert erin["email_confirmed_at"] is None
+    change = {
+        "email": "Erin.New@example.com",
+        "email_confirm": True,
+        "user_metadata": {"name": "Erin"},
+        "app_metadata": {"plan": "pro"},
+    }
+    r = api.put(f"/admin/users/{erin['id']}", json=change, headers=admin)
+    assert r.status_code == 200, r.text
+    changed = r.json()
+    assert changed["email"] == "erin.new@example.com" and changed["email_confirmed_at"]
+    r = api.put(f"/admin/users/{erin['id']}", json={"user_metadata": {"age": 3}}, headers=admin)
+    assert r.json()["user_metadata"] == {"name": "Erin", "age": 3}, r.text  # merged, as GoTrue
+    assert r.json()["app_metadata"]["plan"] == "pro"
+    r = api.put(f"/admin/users/{erin['id']}", json={"password": "short"}, headers=admin)
+    assert r.status_code == 422 and r.json()["code"] == "weak_password", r.text
+
+    r = api.post("/invite", json={"email": "frank@example.com"}, headers=admin)
+    assert r.status_code == 200 and r.json()["email_confirmed_at"] is None, r.text
+    assert api.post("/invite", json={"email": "frank@example.com"}).status_code == 401
+    mailed = wait_until(lambda: [m for m in smtp.mailbox.to("frank@example.com")])
+    assert mailed, "no invitation mail"
+    events = [(event, detail.get("by")) for event, _, detail in audit_events(dsn)]
+    for event in ("email_changed", "email_confirmed", "metadata_changed", "otp_requested"):
+        assert (event, "admin_api") in events, events

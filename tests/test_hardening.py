@@ -604,6 +604,21 @@ def test_compat_mode_refuses_reserved_role_names_with_409(
     assert roles == [], roles
 
 
+def test_compat_mode_refuses_the_services_own_role_names(start_service, dsn: str) -> None:
+    """A per-user role named like roles.service would carry the admin API's role claim."""
+    service = start_service(roles={"per_user": True}, usernames={"pattern": "^[a-z_]{3,20}$"})
+    with service.client() as client:
+        for name in ("service_role", "normal_user", "web_anon"):
+            r = client.post("/users", json={"username": name, "password": PASSWORD})
+            assert r.status_code == 400, r.text
+            assert r.json()["errors"][0] == {
+                "field": "username",
+                "location": "body",
+                "messages": ["is not available"],
+            }
+    assert run_sql(dsn, "select username from auth.users") == []
+
+
 # -- 9. a reset token is bound to the address it was mailed to ------------------------------------
 
 

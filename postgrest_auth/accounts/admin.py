@@ -28,7 +28,7 @@ from .signup import email_taken, refuse_usernameless_sign_up
 BY = "admin_api"
 MAX_PER_PAGE = 1000
 # Go's duration syntax (GoTrue's ban_duration): "24h", "1h30m", "90s", "1.5h".
-DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|m|s|ms|us|µs|ns)")
+DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")  # longest units first
 UNIT_SECONDS = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 
 LinkType = Literal["signup", "magiclink", "recovery", "invite"]
@@ -63,14 +63,15 @@ def not_found() -> ServiceError:
 
 
 def ban_until(duration: str) -> datetime | None:
-    """When a ban of `duration` ends; None for "none" (lift the ban)."""
-    if duration == "none":
+    """When a ban of `duration` ends; None for "none" or a zero length, which lift the ban
+    (as GoTrue's Ban(0) does; Go also takes a bare "0")."""
+    if duration in ("none", "0"):
         return None
     parts = DURATION_PART.findall(duration)
     if not parts or "".join(n + u for n, u in parts) != duration:
         raise invalid([field_error("ban_duration", 'must be like "24h", "1h30m" or "none"')])
     seconds = sum(float(number) * UNIT_SECONDS[unit] for number, unit in parts)
-    return datetime.now(UTC) + timedelta(seconds=seconds)
+    return datetime.now(UTC) + timedelta(seconds=seconds) if seconds else None
 
 
 async def user_by_id(services: Services, user_uid: str) -> Row:

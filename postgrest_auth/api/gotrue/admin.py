@@ -19,6 +19,8 @@ from .links import verify_link
 from .shapes import user_json
 
 router = APIRouter(tags=["gotrue admin"])
+# What the service's tokens for an account carry and a key (`postgrest-auth keys`) does not.
+USER_CLAIMS = frozenset({"sub", "count", "typ", "sid", "session_id"})
 
 
 async def require_service_role(services: ServicesDep, request: Request) -> None:
@@ -29,7 +31,9 @@ async def require_service_role(services: ServicesDep, request: Request) -> None:
         claims = services.tokens.decode_key(token)
     except InvalidToken as exc:
         raise ServiceError(Code.INVALID_TOKEN, f"Bearer token refused: {exc}") from exc
-    if claims.get("role") != services.settings.roles.service:
+    # A key names a role and no account: a user's token never opens the admin API, even where
+    # roles.per_user could give an account a role named like roles.service.
+    if claims.get("role") != services.settings.roles.service or USER_CLAIMS & claims.keys():
         raise ServiceError(Code.NOT_ADMIN, "User not allowed")
 
 
