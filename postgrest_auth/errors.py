@@ -48,6 +48,7 @@ class Code(StrEnum):
     # accounts
     USERNAME_TAKEN = "username_taken"
     EMAIL_TAKEN = "email_taken"
+    USER_ALREADY_EXISTS = "user_already_exists"
     USER_NOT_FOUND = "user_not_found"
     SIGNUP_DISABLED = "signup_disabled"
     METADATA_TOO_LARGE = "metadata_too_large"

@@ -85,8 +85,8 @@ async def sign_up(
             link=verify_link(services.settings, redirect_to, form.challenge()),
         )
     except ServiceError as exc:
-        if exc.code is Code.EMAIL_TAKEN:
-            raise ServiceError(Code.USERNAME_TAKEN, "User already registered") from exc
+        if exc.code is Code.EMAIL_TAKEN:  # GoTrue's word for a sign-up, not for a change
+            raise ServiceError(Code.USER_ALREADY_EXISTS, "User already registered") from exc
         raise
     if isinstance(result, AwaitingConfirmation):
         return user_json(services.settings, result.user)

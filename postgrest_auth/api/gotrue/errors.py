@@ -50,6 +50,7 @@ GOTRUE: dict[Code, tuple[int, str]] = {
     Code.ANONYMOUS_DISABLED: (422, "anonymous_provider_disabled"),
     Code.USERNAME_TAKEN: (422, "user_already_exists"),
     Code.EMAIL_TAKEN: (422, "email_exists"),
+    Code.USER_ALREADY_EXISTS: (422, "user_already_exists"),
     Code.USER_NOT_FOUND: (404, "user_not_found"),
     Code.SIGNUP_DISABLED: (422, "signup_disabled"),
     Code.METADATA_TOO_LARGE: (400, "validation_failed"),

@@ -44,6 +44,7 @@ STATUS: dict[Code, int] = {
     Code.USER_NOT_FOUND: 404,
     Code.USERNAME_TAKEN: 409,
     Code.EMAIL_TAKEN: 409,
+    Code.USER_ALREADY_EXISTS: 409,
     Code.SIGNUP_DISABLED: 403,
     Code.RATE_LIMITED: 429,
     Code.EMAIL_RATE_LIMITED: 429,
