@@ -259,7 +259,33 @@ def test_todo_app_through_nginx(stack: Stack, browser: Browser) -> None:
     expect(todo(reset, "Still signed in here")).to_be_visible()
     shots(reset, "logged-in-with-new-password")
 
-    for context in (alice_ctx, bob_ctx, other_ctx):
+    # A signed-out visitor sees the public to-do with no owner: no name, and never an internal id.
+    visitor_ctx = browser.new_context()
+    visitor_console: list[str] = []
+    visitor = open_app(visitor_ctx, stack.url, errors, visitor_console)
+    expect(todo(visitor, secret)).to_be_visible()
+    expect(todo(visitor, secret).locator(".todo-owner")).to_have_count(0)
+    shots(visitor, "visitor-sees-public")
+    if mode == "cookie":
+        # Signing out clears the page's signed-in hint: the next load asks nothing that fails.
+        log_in(visitor, "bob", FIRST)
+        visitor.click("#logout")
+        expect_signed_out(visitor)
+        visitor.reload()
+        expect(visitor.locator("body")).to_have_attribute("data-ready", "true")
+        # A hint left from a session that ended meanwhile costs one failed probe, not one a load.
+        visitor.evaluate("localStorage.setItem('postgrest-auth-demo:signed-in', '1')")
+        visitor.reload()
+        expect(visitor.locator("body")).to_have_attribute("data-ready", "true")
+        expect_signed_out(visitor)
+        assert len(visitor_console) == 1 and "401" in visitor_console[0], visitor_console
+        visitor.reload()
+        expect(visitor.locator("body")).to_have_attribute("data-ready", "true")
+        assert len(visitor_console) == 1, visitor_console
+    else:
+        assert visitor_console == [], visitor_console
+
+    for context in (alice_ctx, bob_ctx, other_ctx, visitor_ctx):
         context.close()
     assert errors == [], f"uncaught errors in the page: {errors}"
 

@@ -740,7 +740,9 @@
         user = asUser(await authCall("/user"));
       } catch (err) {
         user = null;
-        if (!(err instanceof HttpError && err.status === 401)) showError(err);
+        // The session ended while the page was closed: drop the hint, so later loads do not ask.
+        if (err instanceof HttpError && err.status === 401) localStorage.removeItem(SIGNED_IN_HINT);
+        else showError(err);
       }
       render();
     }

@@ -2,17 +2,21 @@
 //
 //   node flows.mjs <scenario> <base URL> [anon key]
 //
-// Prints one JSON object a line: {"step": name} as each check passes, {"ask": {...}} when it
-// needs a mail the test reads from its SMTP server (the answer comes back as one JSON line on
-// stdin), and {"done": true} at the end. Any failed check exits non-zero with the reason.
+// <base URL> is what an application gives createClient: the GoTrue API is at <base>/auth/v1 and
+// PostgREST at <base>/rest/v1. Prints one JSON object a line: {"step": name} as each check
+// passes, {"ask": {...}} when it needs a mail the test reads from its SMTP server (the answer
+// comes back as one JSON line on stdin), and {"done": true} at the end. Any failed check exits
+// non-zero with the reason on stderr.
 
 import readline from 'node:readline'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { GoTrueClient, AuthWeakPasswordError } from '@supabase/auth-js'
 import { createClient } from '@supabase/supabase-js'
 
 const [scenario, base, anonKey = 'anon-key-is-not-checked-by-the-auth-service'] =
   process.argv.slice(2)
 const authUrl = `${base}/auth/v1`
+const SITE = 'http://app.test:5173' // gotrue.site_url of the service under test
 const PASSWORD = 'correct horse battery'
 const answers = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]()
 
@@ -33,11 +37,13 @@ async function ask(question) {
   return JSON.parse(value)
 }
 
-// The mail's 6-digit code and link, as its recipient reads them.
+// The `count`-th mail of a type (the link's `type`) to an address: its 6-digit code and link,
+// as its recipient reads them.
 function mail(email, type, count = 1) {
   return ask({ mail: email, type, count })
 }
 
+// What a browser's localStorage is to auth-js: the session and the PKCE code verifier live here.
 function memoryStorage() {
   const items = new Map()
   return {
@@ -59,13 +65,14 @@ function client(options = {}) {
 }
 
 function ok({ data, error }, what) {
-  check(!error, `${what} failed`, error && { code: error.code, status: error.status, message: error.message })
+  check(!error, `${what} failed`, error && { name: error.name, code: error.code, status: error.status, message: error.message })
   return data
 }
 
 function refused({ data, error }, what, status, code) {
   check(error, `${what} should have been refused`, data)
   check(error.status === status && error.code === code, `${what}: wrong refusal`, {
+    name: error.name,
     status: error.status,
     code: error.code,
     message: error.message,
@@ -79,40 +86,60 @@ function sessionGone({ data, error }, what) {
   check(error && error.name === 'AuthSessionMissingError', `${what}: the session should be gone`, { data, error })
 }
 
-async function signedIn(email, password = PASSWORD) {
+async function signedIn(email, password) {
   const c = client()
   ok(await c.signInWithPassword({ email, password }), `signInWithPassword ${email}`)
   return c
 }
 
+// Open a mailed link as a browser does, without following the redirect: where it sends the
+// browser (the application's page, with ?code= for PKCE or the session in the #fragment).
+async function open(link, target) {
+  const opened = await fetch(link, { redirect: 'manual' })
+  check(opened.status === 303, 'the mailed link redirects', opened.status)
+  const location = new URL(opened.headers.get('location'))
+  check(location.origin + location.pathname === target, 'redirected to redirect_to', location.href)
+  return location
+}
+
+function decodePayload(token) {
+  return JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString())
+}
+
 const scenarios = {
-  // signUp to signOut, recovery and sign-in codes from real mail, PKCE, typed errors.
+  // signUp to signOut, recovery and sign-in codes and links from real mail, PKCE, typed errors.
+  // The service's sessions.reuse_interval is 1 s.
   async flows() {
+    let password = PASSWORD
     const alice = client()
     const signedUp = ok(
-      await alice.signUp({ email: 'alice@example.com', password: PASSWORD, options: { data: { name: 'Alice' } } }),
+      await alice.signUp({ email: 'alice@example.com', password, options: { data: { name: 'Alice' } } }),
       'signUp',
     )
     check(signedUp.session && signedUp.user.user_metadata.name === 'Alice', 'signUp session', signedUp)
     const { user } = ok(await alice.getUser(), 'getUser')
     check(user.email === 'alice@example.com' && user.id === signedUp.user.id, 'getUser user', user)
-    say({ step: 'signUp, getUser' })
+    const { claims, header } = ok(await alice.getClaims(), 'getClaims (HS256: asks GET /user)')
+    check(header.alg === 'HS256' && claims.sub === user.id && claims.email === user.email, 'HS256 claims', { header, claims })
+    await signedIn('alice@example.com', password)
+    say({ step: 'signUp, getUser, getClaims (HS256), signInWithPassword' })
 
-    refused(await client().signUp({ email: 'alice@example.com', password: PASSWORD }), 'second signUp', 422, 'user_already_exists')
+    refused(await client().signUp({ email: 'alice@example.com', password }), 'second signUp', 422, 'user_already_exists')
     refused(await client().signInWithPassword({ email: 'alice@example.com', password: 'wrong password' }), 'wrong password', 400, 'invalid_credentials')
     const weak = refused(await client().signUp({ email: 'weak@example.com', password: 'short' }), 'weak password', 422, 'weak_password')
     check(weak instanceof AuthWeakPasswordError && weak.reasons.length > 0, 'AuthWeakPasswordError with reasons', weak)
     say({ step: 'error codes: user_already_exists, invalid_credentials, weak_password' })
 
-    const other = await signedIn('alice@example.com')
+    const other = await signedIn('alice@example.com', password)
     const updated = ok(await alice.updateUser({ data: { team: 'red' } }), 'updateUser data')
     check(updated.user.user_metadata.team === 'red' && updated.user.user_metadata.name === 'Alice', 'merged data', updated.user)
-    ok(await alice.updateUser({ password: 'a new long password' }), 'updateUser password')
-    ok(await alice.getUser(), 'getUser after the password change')  // this session goes on
+    password = 'a new long password'
+    ok(await alice.updateUser({ password }), 'updateUser password')
+    ok(await alice.getUser(), 'getUser after the password change') // this session goes on
     sessionGone(await other.getUser(), 'another session after the password change')
     ok(await alice.updateUser({ email: 'alice@corp.example' }), 'updateUser email')
     check((await alice.getUser()).data.user.email === 'alice@corp.example', 'email changed')
-    await signedIn('alice@corp.example', 'a new long password')
+    await signedIn('alice@corp.example', password)
     say({ step: 'updateUser data, password, email' })
 
     const before = ok(await alice.getSession(), 'getSession').session
@@ -120,15 +147,38 @@ const scenarios = {
     check(refreshed.refresh_token !== before.refresh_token, 'refresh token rotated')
     check(refreshed.access_token !== before.access_token, 'new access token')
     ok(await alice.getUser(), 'getUser with the refreshed token')
-    say({ step: 'refreshSession rotates' })
+    // Within reuse_interval (two tabs refreshing at once) the spent token answers the current one.
+    const twin = ok(await client().refreshSession({ refresh_token: before.refresh_token }), 'reuse within reuse_interval').session
+    check(twin.refresh_token === refreshed.refresh_token, 'the current refresh token again')
+    await sleep(1500)
+    refused(await client().refreshSession({ refresh_token: before.refresh_token }), 'reuse after reuse_interval', 400, 'refresh_token_already_used')
+    sessionGone(await alice.getUser(), 'the session whose spent refresh token came back')
+    say({ step: 'refreshSession rotates; a spent token after reuse_interval ends the session' })
 
     ok(await client().resetPasswordForEmail('alice@corp.example'), 'resetPasswordForEmail')
     const recovery = await mail('alice@corp.example', 'recovery')
     const recovering = client()
+    const events = []
+    recovering.onAuthStateChange((event) => events.push(event))
     ok(await recovering.verifyOtp({ email: 'alice@corp.example', token: recovery.code, type: 'recovery' }), 'verifyOtp recovery')
-    ok(await recovering.updateUser({ password: 'recovered password' }), 'updateUser after recovery')
-    await signedIn('alice@corp.example', 'recovered password')
+    check(events.includes('PASSWORD_RECOVERY'), 'PASSWORD_RECOVERY event', events)
+    password = 'recovered password'
+    ok(await recovering.updateUser({ password }), 'updateUser after recovery')
+    await signedIn('alice@corp.example', password)
     say({ step: 'resetPasswordForEmail, verifyOtp(recovery), updateUser(password)' })
+
+    const pkceReset = client({ flowType: 'pkce' })
+    const resetEvents = []
+    pkceReset.onAuthStateChange((event) => resetEvents.push(event))
+    ok(await pkceReset.resetPasswordForEmail('alice@corp.example', { redirectTo: `${SITE}/reset` }), 'resetPasswordForEmail (pkce)')
+    const resetAt = await open((await mail('alice@corp.example', 'recovery', 2)).link, `${SITE}/reset`)
+    check(resetAt.searchParams.get('code') && !resetAt.hash, 'code in the query, no session in the URL', resetAt.href)
+    ok(await pkceReset.exchangeCodeForSession(resetAt.searchParams.get('code')), 'exchangeCodeForSession (recovery)')
+    check(resetEvents.includes('PASSWORD_RECOVERY'), 'PASSWORD_RECOVERY event after the exchange', resetEvents)
+    password = 'pkce recovered password'
+    ok(await pkceReset.updateUser({ password }), 'updateUser after the PKCE recovery')
+    await signedIn('alice@corp.example', password)
+    say({ step: 'PKCE: resetPasswordForEmail, the mailed link, exchangeCodeForSession, updateUser(password)' })
 
     ok(await client().signInWithOtp({ email: 'alice@corp.example', options: { shouldCreateUser: false } }), 'signInWithOtp')
     const code = await mail('alice@corp.example', 'magiclink')
@@ -138,27 +188,36 @@ const scenarios = {
     say({ step: 'signInWithOtp, verifyOtp(email)' })
 
     const pkce = client({ flowType: 'pkce' })
-    ok(await pkce.signInWithOtp({ email: 'alice@corp.example', options: { shouldCreateUser: false, emailRedirectTo: 'http://app.test:5173/welcome' } }), 'signInWithOtp (pkce)')
-    const link = await mail('alice@corp.example', 'magiclink', 2)
-    const opened = await fetch(link.link, { redirect: 'manual' })
-    check(opened.status === 303, 'the link redirects', opened.status)
-    const location = new URL(opened.headers.get('location'))
-    check(location.origin === 'http://app.test:5173' && !location.hash, 'code in the query, no session in the URL', location.href)
-    const exchanged = ok(await pkce.exchangeCodeForSession(location.searchParams.get('code')), 'exchangeCodeForSession')
+    ok(await pkce.signInWithOtp({ email: 'alice@corp.example', options: { shouldCreateUser: false, emailRedirectTo: `${SITE}/welcome` } }), 'signInWithOtp (pkce)')
+    const welcome = await open((await mail('alice@corp.example', 'magiclink', 2)).link, `${SITE}/welcome`)
+    check(welcome.searchParams.get('code') && !welcome.hash, 'code in the query, no session in the URL', welcome.href)
+    const exchanged = ok(await pkce.exchangeCodeForSession(welcome.searchParams.get('code')), 'exchangeCodeForSession')
     check(exchanged.session && exchanged.user.email === 'alice@corp.example', 'a session from the code', exchanged)
+    ok(await pkce.getUser(), 'getUser after the exchange')
     say({ step: 'PKCE: signInWithOtp, the mailed link, exchangeCodeForSession' })
 
-    const a = await signedIn('alice@corp.example', 'recovered password')
-    const b = await signedIn('alice@corp.example', 'recovered password')
+    ok(await client().signInWithOtp({ email: 'alice@corp.example', options: { shouldCreateUser: false, emailRedirectTo: `${SITE}/welcome` } }), 'signInWithOtp (implicit)')
+    const landed = await open((await mail('alice@corp.example', 'magiclink', 3)).link, `${SITE}/welcome`)
+    const fragment = new URLSearchParams(landed.hash.slice(1))
+    check(fragment.get('access_token') && fragment.get('refresh_token') && fragment.get('expires_at'), 'the session in the fragment', [...fragment.keys()])
+    const implicit = client()
+    const set = ok(await implicit.setSession({ access_token: fragment.get('access_token'), refresh_token: fragment.get('refresh_token') }), 'setSession')
+    check(set.session && set.user.email === 'alice@corp.example', 'setSession session', set)
+    ok(await implicit.refreshSession(), 'refreshSession after setSession')
+    say({ step: 'implicit: the mailed link, setSession from the fragment' })
+
+    const a = await signedIn('alice@corp.example', password)
+    const b = await signedIn('alice@corp.example', password)
     ok(await a.signOut({ scope: 'others' }), 'signOut others')
     ok(await a.getUser(), 'the caller after signOut others')
     sessionGone(await b.getUser(), 'another session after signOut others')
-    const c = await signedIn('alice@corp.example', 'recovered password')
+    const c = await signedIn('alice@corp.example', password)
     ok(await a.signOut({ scope: 'local' }), 'signOut local')
     check(!(await a.getSession()).data.session, 'no local session after signOut local')
     ok(await c.getUser(), 'a later session survives signOut local')
-    const d = await signedIn('alice@corp.example', 'recovered password')
+    const d = await signedIn('alice@corp.example', password)
     ok(await d.signOut(), 'signOut (global)')
+    check(!(await d.getSession()).data.session, 'no local session after signOut global')
     sessionGone(await c.getUser(), 'any session after signOut global')
     say({ step: 'signOut local, global, others' })
   },
@@ -169,55 +228,77 @@ const scenarios = {
     const signedUp = ok(await carol.signUp({ email: 'carol@example.com', password: PASSWORD }), 'signUp')
     check(!signedUp.session && signedUp.user.email === 'carol@example.com', 'a user without a session', signedUp)
     refused(await client().signInWithPassword({ email: 'carol@example.com', password: PASSWORD }), 'sign-in before confirming', 400, 'email_not_confirmed')
-    const confirmation = await mail('carol@example.com', 'signup')
-    ok(await carol.verifyOtp({ email: 'carol@example.com', token: confirmation.code, type: 'signup' }), 'verifyOtp signup')
-    await signedIn('carol@example.com')
-    say({ step: 'email_not_confirmed until verifyOtp(signup)' })
+    await mail('carol@example.com', 'signup')
+    ok(await client().resend({ type: 'signup', email: 'carol@example.com' }), 'resend signup')
+    const confirmation = await mail('carol@example.com', 'signup', 2)
+    const confirmed = ok(await carol.verifyOtp({ email: 'carol@example.com', token: confirmation.code, type: 'signup' }), 'verifyOtp signup')
+    check(confirmed.session && confirmed.user.email_confirmed_at, 'a session for a confirmed address', confirmed)
+    await signedIn('carol@example.com', PASSWORD)
+    say({ step: 'email_not_confirmed until verifyOtp(signup) with the resent code' })
   },
 
-  // RS256: getClaims verifies the token against the JWKS, without asking the server.
-  async claims() {
-    const dave = client()
-    ok(await dave.signUp({ email: 'dave@example.com', password: PASSWORD }), 'signUp')
-    const { claims, header } = ok(await dave.getClaims(), 'getClaims')
-    check(header.alg === 'RS256' && header.kid, 'an RS256 token with a kid', header)
-    check(claims.email === 'dave@example.com' && claims.aud === 'authenticated', 'claims', claims)
-    check(claims.session_id && claims.aal === 'aal1' && claims.amr[0].method === 'password', 'GoTrue claims', claims)
-    say({ step: 'getClaims (RS256, JWKS)' })
-  },
-
-  // supabase-js: auth and the to-do table through PostgREST with row-level security, refreshing
-  // on its own (access tokens here live 60 s, inside auth-js's 90 s margin).
-  async todos() {
+  // supabase-js at one origin: the GoTrue API and PostgREST with row-level security; RS256
+  // tokens that live 3 s (auth-js refreshes 90 s ahead, so it refreshes before every request).
+  async stack() {
     const events = []
+    let latest = null
+    const bearers = [] // the tokens supabase-js sends PostgREST, as seen on the wire
+    const watched = (input, init) => {
+      if (String(input.url ?? input).includes('/rest/v1/')) {
+        bearers.push(new Headers(init?.headers).get('authorization')?.replace(/^Bearer /, ''))
+      }
+      return fetch(input, init)
+    }
     // the example schema PostgREST serves is `api` (supabase-js asks for `public` by default)
     const supabase = createClient(base, anonKey, {
       db: { schema: 'api' },
-      auth: { storage: memoryStorage(), autoRefreshToken: false, persistSession: true },
+      auth: { storage: memoryStorage() },
+      global: { fetch: watched },
     })
-    supabase.auth.onAuthStateChange((event) => events.push(event))
+    supabase.auth.onAuthStateChange((event, session) => {
+      events.push(event)
+      latest = session
+    })
     const anonymous = ok(await supabase.from('todos').select('description'), 'select, signed out')
     check(Array.isArray(anonymous) && anonymous.length === 0, 'nothing public yet', anonymous)
+    check(bearers.at(-1) === anonKey, 'the anon key as the bearer when signed out')
     const signedUp = ok(await supabase.auth.signUp({ email: 'erin@example.com', password: PASSWORD }), 'signUp')
-    const first = signedUp.session
+    check(events.includes('SIGNED_IN') && latest.user.id === signedUp.user.id, 'SIGNED_IN', events)
     const inserted = ok(await supabase.from('todos').insert({ description: 'write tests', public: true }).select(), 'insert')
     check(inserted[0].user_id === signedUp.user.id, 'the row belongs to the user', inserted)
     ok(await supabase.from('todos').insert({ description: 'private' }), 'insert private')
     const mine = ok(await supabase.from('todos').select('description').order('id'), 'select')
     check(mine.map((t) => t.description).join() === 'write tests,private', 'own rows', mine)
-    const now = ok(await supabase.auth.getSession(), 'getSession').session
-    check(now.refresh_token !== first.refresh_token && events.includes('TOKEN_REFRESHED'), 'refreshed on its own, rotating', events)
-    say({ step: 'supabase-js from(todos).insert/select through PostgREST, auto-refresh' })
+    say({ step: 'supabase-js from(todos).insert/select through PostgREST' })
 
-    const stranger = createClient(base, anonKey, {
-      db: { schema: 'api' },
-      auth: { storage: memoryStorage(), autoRefreshToken: false },
-    })
+    const { claims, header } = ok(await supabase.auth.getClaims(), 'getClaims')
+    check(header.alg === 'RS256' && header.kid === 'rs1', 'an RS256 token with its kid', header)
+    check(claims.email === 'erin@example.com' && claims.aud === 'authenticated', 'claims', claims)
+    check(claims.session_id && claims.aal === 'aal1' && claims.amr[0].method === 'password', 'GoTrue claims', claims)
+    say({ step: 'getClaims (RS256, verified against the JWKS)' })
+
+    // Let the access token expire for real, then query: the client refreshes first.
+    const held = latest
+    while (Date.now() <= (held.expires_at + 1) * 1000) await sleep(100)
+    refused(await supabase.auth.getUser(held.access_token), 'getUser with the expired token', 403, 'bad_jwt')
+    const local = await supabase.auth.getClaims(held.access_token)
+    check(local.error?.name === 'AuthInvalidJwtError', 'getClaims refuses the expired token locally', local.error)
+    const refreshes = events.filter((e) => e === 'TOKEN_REFRESHED').length
+    const later = ok(await supabase.from('todos').select('description').order('id'), 'select after the expiry')
+    check(later.length === 2, 'own rows after the expiry', later)
+    const sent = bearers.at(-1)
+    check(sent !== held.access_token && decodePayload(sent).exp * 1000 > Date.now(), 'a fresh token sent to PostgREST')
+    check(events.filter((e) => e === 'TOKEN_REFRESHED').length > refreshes, 'TOKEN_REFRESHED', events)
+    check(latest.refresh_token !== held.refresh_token && latest.access_token === sent, 'rotated refresh token in the session')
+    say({ step: 'auto-refresh across an access-token expiry (rotating)' })
+
+    const stranger = createClient(base, anonKey, { db: { schema: 'api' }, auth: { storage: memoryStorage() } })
     const publicOnly = ok(await stranger.from('todos').select('description'), 'select as a stranger')
     check(publicOnly.map((t) => t.description).join() === 'write tests', 'only the public row', publicOnly)
     ok(await supabase.auth.signOut(), 'signOut')
+    check(events.at(-1) === 'SIGNED_OUT', 'SIGNED_OUT', events)
     const after = ok(await supabase.from('todos').select('description'), 'select after signOut')
-    check(after.length === 1, 'signed out: public rows only', after)
+    check(after.length === 1 && bearers.at(-1) === anonKey, 'signed out: public rows only, as anon', after)
     say({ step: 'row-level security: strangers and signed-out clients see public rows' })
   },
 }
