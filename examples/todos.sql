@@ -94,6 +94,37 @@ create policy todos_public_read on app.todos
   using (public);
 comment on policy todos_public_read on app.todos is 'Everyone, anonymous visitors included, reads public to-dos.';
 
+-- ## Notes that need a second factor
+--
+-- Some rows deserve more than a password. A session that verified a second factor (a TOTP code
+-- from an authenticator app, or a recovery code) carries `aal: "aal2"` in its claims, whether the
+-- request has a bearer token or the session cookie; a password alone gives `aal1`. The policy
+-- below serves these notes to `aal2` sessions only: a stolen password opens the to-dos, not these.
+
+create table if not exists app.private_notes (
+  id bigint generated always as identity primary key,
+  user_id uuid not null default auth.uid()
+    references auth.users (uid) on delete cascade,
+  body text not null constraint private_notes_body_length check (length(body) between 1 and 2000),
+  created_at timestamptz not null default now()
+);
+comment on table app.private_notes is 'Notes only their owner reads, and only from a session that verified a second factor (aal2).';
+comment on column app.private_notes.user_id is 'Owner; filled in from the claims (sub) on insert.';
+comment on column app.private_notes.body is 'The note, 1 to 2000 characters.';
+comment on column app.private_notes.created_at is 'When the note was written.';
+
+create index if not exists private_notes_user_id_idx on app.private_notes (user_id);
+grant select, insert (body), delete on app.private_notes to normal_user;
+alter table app.private_notes enable row level security;
+
+drop policy if exists private_notes_owner_aal2 on app.private_notes;
+create policy private_notes_owner_aal2 on app.private_notes
+  for all
+  to normal_user
+  using (user_id = auth.uid() and auth.jwt()->>'aal' = 'aal2')
+  with check (user_id = auth.uid() and auth.jwt()->>'aal' = 'aal2');
+comment on policy private_notes_owner_aal2 on app.private_notes is 'Owners read and write their notes from aal2 sessions only (a second factor verified).';
+
 -- ## The API
 --
 -- PostgREST serves this schema only.
@@ -125,6 +156,17 @@ revoke all on api.todos from public;
 grant select on api.todos to web_anon, normal_user;
 grant insert (description, done, public), update (description, done, public), delete
   on api.todos to normal_user;
+
+-- ### api.private_notes
+--
+-- Through PostgREST an `aal1` session sees no rows (and may write none); after `mfa.verify` the
+-- same user sees them.
+
+create or replace view api.private_notes with (security_invoker = true) as
+  select id, body, created_at from app.private_notes;
+comment on view api.private_notes is 'Your notes that need a second factor: rows only for aal2 sessions.';
+revoke all on api.private_notes from public;
+grant select, insert (body), delete on api.private_notes to normal_user;
 
 -- ### api.users
 --

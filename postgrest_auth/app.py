@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
-from .api import gotrue, meta, original
+from .api import gotrue, meta, original, providers
 from .api.access_log import redact_access_log
 from .api.body_limit import BodyLimitMiddleware
 from .api.csrf import refuse_cross_origin_writes
@@ -67,6 +67,7 @@ async def _sweep(services: Services) -> None:
                 await services.store.delete_old_audit_events(conn, settings.audit.retention_days)
                 await services.store.delete_old_one_time_tokens(conn, 86400)
                 await services.store.delete_old_flow_states(conn)
+                await services.identities.delete_old_flows(conn)
             log.info("janitor: removed %s ended sessions", removed)
         except Exception as exc:
             log.warning("janitor: %s", type(exc).__name__)
@@ -130,6 +131,8 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
             prefix=settings.prefix,
             dependencies=[Depends(refuse_cross_origin_writes)],
         )
+    # The redirect URI registered at every provider, served whichever APIs are on.
+    app.include_router(providers.router, prefix=settings.prefix)
     if settings.gotrue.enabled:
         # No cookie is read there (bearer tokens only), so no cross-site request can borrow one.
         gotrue_prefix = settings.prefix + gotrue.PATH

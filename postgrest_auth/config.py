@@ -246,6 +246,49 @@ class Gotrue(Section):
         return value
 
 
+ProviderKind = Literal["oidc", "github", "google", "gitlab"]
+
+
+class Provider(Section):
+    """An external identity provider users may sign in with (`providers.<name>`)."""
+
+    kind: ProviderKind
+    enabled: bool = True
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = None
+    client_secret_file: Path | None = Field(None, description="a file holding the secret")
+    client_secret_env: str | None = Field(
+        None, description="an environment variable holding the secret"
+    )
+    issuer: str | None = Field(
+        None,
+        description="OpenID issuer for discovery; google and gitlab have theirs by default",
+    )
+    scopes: list[str] | None = Field(None, description="None: the kind's usual scopes")
+    url: str | None = Field(None, description="github: the web base (GitHub Enterprise)")
+    api_url: str | None = Field(None, description="github: the REST API base")
+    display_name: str | None = Field(None, description="the button's label in a frontend")
+
+    @field_validator("issuer", "url", "api_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", value):
+            raise ValueError("must be an absolute http(s) URL without query or fragment")
+        return None if value is None else value.rstrip("/")
+
+
+class Mfa(Section):
+    """Second factors (TOTP) for the accounts that enrol one."""
+
+    enabled: bool = True
+    issuer: str | None = Field(None, description="the name authenticator apps show; None: the host")
+    max_factors: int = Field(10, ge=1, description="factors (verified or not) a user may have")
+    challenge_seconds: int = Field(300, ge=30, description="how long a challenge may be answered")
+    failures: Limit = Field(
+        Limit(requests=5, window=300), description="wrong codes per factor in a window"
+    )
+
+
 class Settings(BaseSettings):
     """Every knob of the service. Field names follow the original's JSON keys."""
 
@@ -281,6 +324,8 @@ class Settings(BaseSettings):
     audit: Audit = Audit()
     http: Http = Http()
     gotrue: Gotrue = Gotrue()
+    providers: dict[str, Provider] = Field(default_factory=dict)
+    mfa: Mfa = Mfa()
 
     @field_validator("public_url")
     @classmethod
@@ -387,6 +432,7 @@ def load_settings(
         _file_values.reset(token)
         _read_environ.reset(environ_token)
     check_secret(settings)
+    check_providers(settings)
     return settings
 
 
@@ -422,3 +468,54 @@ def check_secret(settings: Settings) -> None:
             f"setting secret: shorter than {MIN_SECRET_LENGTH} characters, which PostgREST "
             f"refuses as jwt-secret; {how}"
         )
+
+
+PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,39}$")
+# Names GoTrue gives its own sign-in methods: an identity's provider must not pose as one.
+RESERVED_PROVIDER_NAMES = {"email", "phone", "anonymous", "sso"}
+
+
+def provider_secret(name: str, provider: Provider) -> str:
+    """The client secret from exactly one of client_secret, client_secret_file and
+    client_secret_env; refused with one line otherwise. Read at start-up, kept in memory."""
+    given = [
+        key
+        for key in ("client_secret", "client_secret_file", "client_secret_env")
+        if getattr(provider, key) is not None
+    ]
+    where = f"setting providers.{name}"
+    if len(given) != 1:
+        raise ConfigError(
+            f"{where}: give exactly one of client_secret, client_secret_file, client_secret_env"
+            f" (got {', '.join(given) or 'none'})"
+        )
+    if provider.client_secret is not None:
+        return provider.client_secret.get_secret_value()
+    if provider.client_secret_file is not None:
+        try:
+            secret = provider.client_secret_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"{where}.client_secret_file: cannot read {provider.client_secret_file}"
+                f" ({exc.strerror})"
+            ) from None
+    else:
+        secret = os.environ.get(provider.client_secret_env or "", "").strip()
+    if not secret:
+        raise ConfigError(f"{where}: the client secret is empty; put it where {given[0]} says")
+    return secret
+
+
+def check_providers(settings: Settings) -> None:
+    for name, provider in settings.providers.items():
+        if not PROVIDER_NAME.match(name) or name in RESERVED_PROVIDER_NAMES:
+            raise ConfigError(
+                f"setting providers.{name}: name it with lowercase letters, digits, - and _"
+                f" (not {', '.join(sorted(RESERVED_PROVIDER_NAMES))})"
+            )
+        if provider.kind == "oidc" and provider.issuer is None:
+            raise ConfigError(
+                f"setting providers.{name}.issuer: missing; an oidc provider needs its issuer"
+                " URL (where /.well-known/openid-configuration is served)"
+            )
+        provider_secret(name, provider)

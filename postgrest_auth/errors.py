@@ -45,6 +45,18 @@ class Code(StrEnum):
     BAD_CODE_VERIFIER = "bad_code_verifier"
     PHONE_DISABLED = "phone_provider_disabled"
     ANONYMOUS_DISABLED = "anonymous_provider_disabled"
+    # identities and second factors
+    PROVIDER_DISABLED = "provider_disabled"
+    IDENTITY_ALREADY_EXISTS = "identity_already_exists"
+    IDENTITY_NOT_FOUND = "identity_not_found"
+    SINGLE_IDENTITY_NOT_DELETABLE = "single_identity_not_deletable"
+    MFA_DISABLED = "mfa_disabled"
+    MFA_FACTOR_NOT_FOUND = "mfa_factor_not_found"
+    MFA_FACTOR_NAME_CONFLICT = "mfa_factor_name_conflict"
+    TOO_MANY_FACTORS = "too_many_enrolled_mfa_factors"
+    MFA_CHALLENGE_EXPIRED = "mfa_challenge_expired"
+    MFA_VERIFICATION_FAILED = "mfa_verification_failed"
+    INSUFFICIENT_AAL = "insufficient_aal"
     # accounts
     USERNAME_TAKEN = "username_taken"
     EMAIL_TAKEN = "email_taken"

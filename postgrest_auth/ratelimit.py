@@ -53,6 +53,14 @@ class RateLimiter:
         if self.settings.enabled:
             await self.store.forgive_rate_limit(conn, f"verify:{subject.lower()}")
 
+    async def hit_factor(self, conn: Connection, factor_id: str, limit: Limit) -> None:
+        """One more code tried against a second factor, counted before it is checked."""
+        await self._hit(conn, f"factor:{factor_id}", limit)
+
+    async def forgive_factor(self, conn: Connection, factor_id: str) -> None:
+        if self.settings.enabled:
+            await self.store.forgive_rate_limit(conn, f"factor:{factor_id}")
+
     async def _hit(
         self, conn: Connection, key: str, limit: Limit, code: Code = Code.RATE_LIMITED
     ) -> None:

@@ -7,6 +7,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import asyncpg
 
@@ -16,6 +17,11 @@ from .passwords import PasswordHasher
 from .ratelimit import RateLimiter
 from .store import Store
 from .tokens import TokenIssuer
+
+if TYPE_CHECKING:
+    from .identities.registry import Providers
+    from .identities.statements import IdentityStore
+    from .mfa.statements import FactorStore
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +64,18 @@ class Services:
     outbox: Outbox
     limiter: RateLimiter
     afterwards: Afterwards
+    providers: Providers
+    identities: IdentityStore
+    factors: FactorStore
 
     @classmethod
     def build(cls, settings: Settings, pool: asyncpg.Pool, hasher: PasswordHasher) -> Services:
         """The service's parts over `pool`: one recipe for the server and the command line."""
+        # Here, not at the top: they build on the account operations, which import this module.
+        from .identities.registry import Providers
+        from .identities.statements import IdentityStore
+        from .mfa.statements import FactorStore
+
         store = Store(settings)
         return cls(
             settings=settings,
@@ -72,4 +86,7 @@ class Services:
             outbox=Outbox(settings, store, MailTemplates(settings.email.templates_dir)),
             limiter=RateLimiter(settings.rate_limit, store),
             afterwards=Afterwards(),
+            providers=Providers(settings),
+            identities=IdentityStore(store),
+            factors=FactorStore(store),
         )

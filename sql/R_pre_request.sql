@@ -20,8 +20,11 @@ returns jsonb language sql immutable as $$
       'app_metadata', u.app_metadata,
       'user_metadata', u.user_metadata,
       'is_anonymous', false,
-      -- GoTrue's assurance level: a second factor in the session's methods makes it aal2
-      'aal', case when coalesce(amr, '[]') @> '[{"method": "totp"}]' then 'aal2' else 'aal1' end,
+      -- GoTrue's assurance level: a second factor (a TOTP code, or a recovery code standing
+      -- in for it) in the session's methods makes it aal2
+      'aal', case when coalesce(amr, '[]') @> '[{"method": "totp"}]'
+                    or coalesce(amr, '[]') @> '[{"method": "mfa/recovery_code"}]'
+                  then 'aal2' else 'aal1' end,
       'amr', coalesce(amr, '[]'))
     || case when u.username is null then '{}'::jsonb else jsonb_build_object('username', u.username) end
     || case when u.email is null then '{}'::jsonb else jsonb_build_object('email', u.email) end

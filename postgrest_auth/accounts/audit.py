@@ -32,6 +32,15 @@ class Event(StrEnum):
     METADATA_CHANGED = "metadata_changed"
     ACCOUNT_DELETED = "account_deleted"
     BAN_CHANGED = "ban_changed"
+    IDENTITY_LINKED = "identity_linked"
+    IDENTITY_UNLINKED = "identity_unlinked"
+    PROVIDER_SIGN_IN_FAILED = "provider_sign_in_failed"
+    FACTOR_ENROLLED = "factor_enrolled"
+    FACTOR_VERIFIED = "factor_verified"
+    FACTOR_FAILED = "factor_failed"
+    FACTOR_REMOVED = "factor_removed"
+    RECOVERY_CODES_GENERATED = "recovery_codes_generated"
+    RECOVERY_CODE_USED = "recovery_code_used"
 
 
 async def record(

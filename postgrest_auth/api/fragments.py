@@ -4,7 +4,7 @@ fragment, which browsers never send to a server, so no log ever sees it (GoTrue'
 from __future__ import annotations
 
 import time
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from fastapi.responses import RedirectResponse
 
@@ -41,3 +41,10 @@ def redirect_with_fragment(url: str, fragment: dict[str, str]) -> RedirectRespon
     """The fragment replaces any the target URL has."""
     base = url.split("#", 1)[0]
     return RedirectResponse(f"{base}#{urlencode(fragment, quote_via=quote)}", status_code=303)
+
+
+def with_query(url: str, **params: str) -> str:
+    """The URL with `params` added to its query (its fragment dropped)."""
+    parts = urlsplit(url)
+    query = "&".join(q for q in (parts.query, urlencode(params)) if q)
+    return urlunsplit(parts._replace(query=query, fragment=""))

@@ -4,8 +4,15 @@ account operations as the original API."""
 
 from fastapi import APIRouter
 
-from . import accounts, admin, email, meta
+from . import accounts, admin, email, factors, identities, meta
 
 PATH = "/v1"
 
-ROUTERS: tuple[APIRouter, ...] = (accounts.router, email.router, meta.router, admin.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    accounts.router,
+    email.router,
+    meta.router,
+    admin.router,
+    identities.router,
+    factors.router,
+)

@@ -21,7 +21,7 @@ from ..deps import ClientDep, ServicesDep
 from ..forms import Text, body, documented, read_fields
 from .caller import BearerCallerDep
 from .links import Challenged, verify_link
-from .shapes import session_json, user_json
+from .shapes import full_user_json, session_json, user_json
 
 router = APIRouter(tags=["gotrue"])
 
@@ -127,7 +127,7 @@ async def token(
 
 @router.get("/user", summary="The signed-in user")
 async def get_user(services: ServicesDep, caller: BearerCallerDep) -> dict[str, Any]:
-    return user_json(services.settings, caller.user)
+    return await full_user_json(services, caller.user)
 
 
 @router.put(
@@ -155,7 +155,7 @@ async def update_user(
     if form.email is not None:
         link = verify_link(services.settings, redirect_to, form.challenge())
         user = await change_own_email(services, client, user, form.email, link)
-    return user_json(services.settings, user)
+    return await full_user_json(services, user)
 
 
 @router.post("/logout", status_code=204, summary="Sign out: scope local, global or others")

@@ -16,7 +16,7 @@ from ..caller import bearer_token
 from ..deps import ClientDep, ServicesDep
 from ..forms import Text, body, documented
 from .links import verify_link
-from .shapes import user_json
+from .shapes import full_user_json, user_json
 
 router = APIRouter(tags=["gotrue admin"])
 # What the service's tokens for an account carry and a key (`postgrest-auth keys`) does not.
@@ -126,7 +126,7 @@ async def create_user(
 
 @router.get("/admin/users/{user_id}", dependencies=ServiceRole, summary="One user")
 async def get_user(services: ServicesDep, user_id: str) -> dict[str, Any]:
-    return user_json(services.settings, await admin.user_by_id(services, user_id))
+    return await full_user_json(services, await admin.user_by_id(services, user_id))
 
 
 @router.put(

@@ -5,7 +5,6 @@ lookup and the mail follow after the answer."""
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, BackgroundTasks, Depends
 from fastapi.responses import RedirectResponse
@@ -21,7 +20,7 @@ from ...errors import Code, ServiceError, field_error, invalid
 from ...services import Services
 from ..deps import ClientDep, ServicesDep
 from ..forms import body, documented
-from ..fragments import error_fragment, redirect_with_fragment, session_fragment
+from ..fragments import error_fragment, redirect_with_fragment, session_fragment, with_query
 from ..verify_form import Verify
 from ..verify_form import verify as verify_form
 from .errors import status_of
@@ -158,15 +157,9 @@ async def verify_link_in_browser(
         return redirect_with_fragment(target, error_fragment(exc, status_of(exc)))
     if isinstance(result, AuthCode):
         assert target is not None
-        return RedirectResponse(_with_query(target, code=result.code), status_code=303)
+        return RedirectResponse(with_query(target, code=result.code), status_code=303)
     if target is None:  # no site_url and no allowed redirect_to: the session as JSON
         return session_json(services.settings, result)
     return redirect_with_fragment(
         target, session_fragment(result, type or "", with_refresh_token=True)
     )
-
-
-def _with_query(url: str, **params: str) -> str:
-    parts = urlsplit(url)
-    query = "&".join(q for q in (parts.query, urlencode(params)) if q)
-    return urlunsplit(parts._replace(query=query, fragment=""))

@@ -42,7 +42,11 @@ PROVIDERS = (
 async def settings(services: ServicesDep) -> dict[str, Any]:
     config = services.settings
     return {
-        "external": {"email": True, **dict.fromkeys(PROVIDERS, False)},
+        "external": {
+            "email": True,
+            **dict.fromkeys(PROVIDERS, False),
+            **dict.fromkeys(services.providers.names(), True),
+        },
         "disable_signup": config.roles.per_user,  # compat mode needs a username per account
         "mailer_autoconfirm": not config.email.confirm,
         "phone_autoconfirm": False,

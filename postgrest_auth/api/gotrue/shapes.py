@@ -6,11 +6,13 @@ Python client's pydantic models need `id`, `aud`, `app_metadata`, `user_metadata
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from ...accounts import Grant
 from ...config import Settings
+from ...services import Services
 from ...store import Row
 
 UserRow = Row | dict[str, Any]
@@ -27,11 +29,26 @@ def role_of(settings: Settings, user: UserRow) -> str:
     return settings.roles.user
 
 
-def identities(user: UserRow) -> list[dict[str, Any]]:
-    """An address account has one identity, provider `email`, whose id is the user's."""
-    if not user["email"]:
-        return []
+def identities(user: UserRow, linked: Sequence[Row] = ()) -> list[dict[str, Any]]:
+    """An address account has one identity, provider `email`, whose id is the user's; each
+    provider it signed in with adds one (its id is the provider's subject, as GoTrue's)."""
     uid = str(user["uid"])
+    external = [
+        {
+            "identity_id": row["id"],
+            "id": row["subject"],
+            "user_id": uid,
+            "identity_data": row["identity_data"],
+            "provider": row["provider"],
+            "email": row["email"],
+            "last_sign_in_at": _time(row["last_sign_in_at"]),
+            "created_at": _time(row["created_at"]),
+            "updated_at": _time(row["updated_at"]),
+        }
+        for row in linked
+    ]
+    if not user["email"]:
+        return external
     confirmed = user["email_confirmed_at"] is not None
     return [
         {
@@ -49,11 +66,30 @@ def identities(user: UserRow) -> list[dict[str, Any]]:
             "last_sign_in_at": _time(user["last_sign_in_at"]),
             "created_at": _time(user["created_at"]),
             "updated_at": _time(user["updated_at"]),
-        }
+        },
+        *external,
     ]
 
 
-def user_json(settings: Settings, user: UserRow) -> dict[str, Any]:
+def factor_json(factor: Row) -> dict[str, Any]:
+    return {
+        "id": factor["id"],
+        "friendly_name": factor["friendly_name"] or "",
+        "factor_type": factor["factor_type"],
+        "status": factor["status"],
+        "created_at": _time(factor["created_at"]),
+        "updated_at": _time(factor["updated_at"]),
+    }
+
+
+def user_json(
+    settings: Settings,
+    user: UserRow,
+    linked: Sequence[Row] = (),
+    factors: Sequence[Row] = (),
+) -> dict[str, Any]:
+    """`linked` identities and `factors` are read only where a client looks for them (GET and
+    PUT /user, sign-in at a provider, MFA), not on every refresh."""
     confirmed_at = _time(user["email_confirmed_at"])
     body: dict[str, Any] = {
         "id": str(user["uid"]),
@@ -66,11 +102,13 @@ def user_json(settings: Settings, user: UserRow) -> dict[str, Any]:
         "last_sign_in_at": _time(user["last_sign_in_at"]),
         "app_metadata": user["app_metadata"],
         "user_metadata": user["user_metadata"],
-        "identities": identities(user),
+        "identities": identities(user, linked),
         "created_at": _time(user["created_at"]),
         "updated_at": _time(user["updated_at"]),
         "is_anonymous": False,
     }
+    if factors:
+        body["factors"] = [factor_json(f) for f in factors]
     if user["new_email"]:
         body["new_email"] = user["new_email"]
     if user.get("banned_until") is not None:
@@ -88,3 +126,11 @@ def session_json(settings: Settings, granted: Grant) -> dict[str, Any]:
         "refresh_token": granted.refresh_token,
         "user": user_json(settings, granted.user),
     }
+
+
+async def full_user_json(services: Services, user: UserRow) -> dict[str, Any]:
+    """The user with its provider identities and second factors."""
+    async with services.pool.acquire() as conn:
+        linked = await services.identities.identities_of(conn, user["id"])
+        factors = await services.factors.factors_of(conn, user["id"])
+    return user_json(services.settings, user, linked, factors)

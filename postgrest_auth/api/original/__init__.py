@@ -6,8 +6,10 @@ from fastapi import APIRouter
 from . import (
     accounts,
     confirmation,
+    factors,
     passwordless,
     profile,
+    providers,
     recovery,
     sessions,
     tokens,
@@ -23,4 +25,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     verification.router,
     confirmation.router,
     profile.router,
+    providers.router,
+    factors.router,
 )

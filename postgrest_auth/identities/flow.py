@@ -1,0 +1,145 @@
+"""The two redirects of a sign-in at a provider, with no web session: `begin` keeps what it
+promised the provider (state, nonce, our PKCE verifier, where to return) in the flow-state
+table and answers the provider's URL; `finish`, at the callback, takes that row back once,
+checks everything the provider returns, and yields the session (or, for a frontend that
+sent a PKCE challenge, an authorization code for it)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+
+from ..accounts.audit import Event, record
+from ..accounts.context import ClientInfo
+from ..accounts.grants import Grant, start_session
+from ..accounts.links import Challenge
+from ..accounts.pkce import AuthCode, issue_auth_code
+from ..errors import ServiceError
+from ..services import Services
+from ..store import Row
+from .linking import account_for
+from .profile import ProviderFailure
+
+log = logging.getLogger(__name__)
+# GoTrue's amr method for a sign-in at an external provider.
+METHOD = "oauth"
+# A provider's error_description is shown on the frontend's page: keep it short.
+MAX_DESCRIPTION = 200
+
+
+class FlowFailure(Exception):
+    """Ends on `redirect_to` with `error` and `error_description` (None: we do not know where
+    the flow came from, so there is nowhere safe to send the browser)."""
+
+    def __init__(self, redirect_to: str | None, error: str, description: str) -> None:
+        super().__init__(description)
+        self.redirect_to = redirect_to
+        self.error = error
+        self.description = description[:MAX_DESCRIPTION]
+
+
+@dataclass(frozen=True)
+class FlowResult:
+    redirect_to: str
+    outcome: Grant | AuthCode
+    set_cookie: bool
+
+
+def _digest(state: str) -> bytes:
+    return hashlib.sha256(state.encode()).digest()
+
+
+async def begin(
+    services: Services,
+    provider_name: str,
+    redirect_to: str,
+    challenge: Challenge | None = None,
+    link_user: Row | None = None,
+    set_cookie: bool = False,
+) -> str:
+    """The provider's authorization URL; `redirect_to` must already be allow-listed."""
+    provider = services.providers.get(provider_name)
+    state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+    code_verifier = secrets.token_urlsafe(48)
+    try:
+        url = await provider.authorization_url(state, nonce, code_verifier)
+    except ProviderFailure as exc:
+        raise FlowFailure(redirect_to, exc.error, exc.description) from exc
+    async with services.pool.acquire() as conn:
+        await services.identities.save_flow(
+            conn,
+            _digest(state),
+            provider.name,
+            nonce,
+            code_verifier,
+            redirect_to,
+            (challenge.code_challenge, challenge.method) if challenge else None,
+            link_user["id"] if link_user is not None else None,
+            set_cookie,
+        )
+    return url
+
+
+async def finish(
+    services: Services,
+    client: ClientInfo,
+    state: str | None,
+    code: str | None,
+    error: str | None = None,
+    error_description: str | None = None,
+) -> FlowResult:
+    """Everything that can go wrong raises FlowFailure, never anything else."""
+    async with services.pool.acquire() as conn:
+        await services.limiter.hit_address(conn, "callback", client.address)
+        flow = await services.identities.take_flow(conn, _digest(state)) if state else None
+    if flow is None:
+        raise FlowFailure(
+            services.settings.gotrue.site_url,
+            "invalid_request",
+            "The sign-in is unknown or was already used; start again",
+        )
+    redirect_to = flow["redirect_to"]
+    if not flow["live"]:
+        raise FlowFailure(redirect_to, "invalid_request", "The sign-in took too long; start again")
+    if error is not None:
+        raise FlowFailure(redirect_to, error, error_description or "The provider refused")
+    if not code:
+        raise FlowFailure(redirect_to, "invalid_request", "The provider sent no code")
+    try:
+        provider = services.providers.get(flow["provider"])
+        profile = await provider.profile(code, flow["code_verifier"], flow["nonce"])
+    except ProviderFailure as exc:
+        await _record_failure(services, client, flow["provider"], exc.error)
+        raise FlowFailure(redirect_to, exc.error, exc.description) from exc
+    except ServiceError as exc:  # the provider is no longer configured
+        raise FlowFailure(redirect_to, str(exc.code), exc.message) from exc
+    try:
+        async with services.pool.acquire() as conn, conn.transaction():
+            user = await account_for(services, conn, client, profile, flow["link_user_id"])
+            await services.store.record_sign_in(conn, user["id"])
+            await record(
+                services, conn, Event.SIGNED_IN, user["id"], client,
+                method=METHOD, provider=profile.provider,
+            )  # fmt: skip
+            if flow["code_challenge"] is not None:
+                challenge = Challenge(flow["code_challenge"], flow["code_challenge_method"])
+                outcome: Grant | AuthCode = await issue_auth_code(
+                    services, conn, user, challenge, METHOD
+                )
+            else:
+                outcome = await start_session(services, conn, user, client, METHOD)
+    except ServiceError as exc:
+        await _record_failure(services, client, profile.provider, str(exc.code))
+        raise FlowFailure(redirect_to, str(exc.code), exc.message) from exc
+    return FlowResult(redirect_to, outcome, flow["set_cookie"])
+
+
+async def _record_failure(services: Services, client: ClientInfo, provider: str, why: str) -> None:
+    log.info("sign-in with %s failed: %s", provider, why)
+    async with services.pool.acquire() as conn:
+        await record(
+            services, conn, Event.PROVIDER_SIGN_IN_FAILED, None, client, provider=provider,
+            reason=why,
+        )  # fmt: skip
