@@ -1,4 +1,4 @@
-"""Command line: serve (default), migrate, sql, mail status|retry, users show|app-metadata,
+"""Command line: serve (default), migrate, sql, mail status|retry, users show|app-metadata|remove-factors,
 keys anon|service.
 The original's flags are kept."""
 

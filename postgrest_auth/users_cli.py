@@ -1,4 +1,5 @@
-"""`postgrest-auth users show|app-metadata`: the operator's view of one account.
+"""`postgrest-auth users show|app-metadata|remove-factors`: the operator's view of one account,
+and the way out for a user who lost both the authenticator and the recovery codes.
 
 It runs the service's own account operations (the same rules, transaction and audit event as
 the admin API will) over a small pool of its own.
@@ -14,10 +15,11 @@ from .accounts import ClientInfo
 from .accounts.profile import find_user, public_user, update_app_metadata
 from .config import Pool, Settings
 from .errors import ServiceError
+from .mfa.factors import remove_by_admin
 from .passwords import PasswordHasher
 from .services import Services
 
-ACTIONS = ("show", "app-metadata")
+ACTIONS = ("show", "app-metadata", "remove-factors")
 
 
 class UsageError(Exception):
@@ -38,8 +40,8 @@ def parse_object(text: str | None) -> dict[str, Any]:
 
 async def run(settings: Settings, action: str, reference: str, change: str | None) -> None:
     """Print the account as JSON (after the change, for app-metadata)."""
-    if action == "show" and change is not None:
-        raise UsageError("users show: takes one account, no JSON")
+    if action in ("show", "remove-factors") and change is not None:
+        raise UsageError(f"users {action}: takes one account, no JSON")
     changes = parse_object(change) if action == "app-metadata" else None
     from .app import open_pool  # the service's pool: jsonb arrives as Python objects
 
@@ -56,6 +58,9 @@ async def run(settings: Settings, action: str, reference: str, change: str | Non
                 user = await update_app_metadata(services, ClientInfo(), user, changes, by="cli")
             except ServiceError as exc:
                 raise UsageError(f"users app-metadata: {exc.message}") from None
+        if action == "remove-factors":
+            removed = await remove_by_admin(services, ClientInfo(), user["id"])
+            print(f"removed {len(removed)} second factor(s)", file=sys.stderr)
         json.dump(public_user(user), sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
     finally:

@@ -236,3 +236,32 @@ def test_original_api_cookie_mode_reaches_aal2(dsn: str, smtp: SmtpServer) -> No
             assert claims(r.json())["aal"] == "aal2"
     finally:
         service.stop()
+
+
+def test_operators_remove_a_lost_factor(api: httpx.Client, service: Service, tmp_path: Any) -> None:
+    """The admin API removes one factor; the command line removes all of a user's."""
+    from postgrest_auth.tokens import TokenIssuer
+
+    from .test_cli import config, run_cli
+
+    factor, stepped = enrolled_aal2(api)
+    uid = claims(stepped)["sub"]
+    key = TokenIssuer(service.settings).api_key(service.settings.roles.service, 1)
+    admin = {"Authorization": f"Bearer {key}"}
+    listed = api.get(f"/admin/users/{uid}/factors", headers=admin).json()
+    assert [f["id"] for f in listed] == [factor["id"]]
+    r = api.delete(f"/admin/users/{uid}/factors/{factor['id']}", headers=bearer(stepped))
+    assert r.status_code == 403  # a user's token is not the service key
+    r = api.delete(f"/admin/users/{uid}/factors/{factor['id']}", headers=admin)
+    assert r.status_code == 200 and r.json()["id"] == factor["id"]
+    assert api.get(f"/admin/users/{uid}/factors", headers=admin).json() == []
+
+    again = enroll(api, stepped, "new phone")
+    assert api.get(f"/admin/users/{uid}/factors", headers=admin).json()[0]["id"] == again["id"]
+    dsn = service.settings.dsn()
+    result = run_cli(
+        "users", "remove-factors", "alice@example.com", "--config", str(config(tmp_path, dsn))
+    )
+    assert result.returncode == 0, result.stderr
+    assert "removed 1 second factor" in result.stderr
+    assert api.get(f"/admin/users/{uid}/factors", headers=admin).json() == []

@@ -172,13 +172,21 @@ async def _drop_orphan_recovery_codes(services: Services, conn: Connection, user
         await services.factors.delete_recovery_factor(conn, user_id)
 
 
-async def remove_all(services: Services, client: ClientInfo, user_id: int) -> int:
-    """The admin's way out for a user who lost every factor and code: all of them go."""
+async def remove_by_admin(
+    services: Services, client: ClientInfo, user_id: int, factor_id: str | None = None
+) -> list[Row]:
+    """The operator's way out for a user who lost the authenticator and the recovery codes:
+    one factor, or (None) all of them. The removed factors."""
     async with services.pool.acquire() as conn, conn.transaction():
         factors = await services.factors.factors_of(conn, user_id)
-        for factor in factors:
+        chosen = [f for f in factors if factor_id is None or f["id"] == factor_id]
+        if factor_id is not None and not chosen:
+            raise ServiceError(Code.MFA_FACTOR_NOT_FOUND, "MFA factor not found")
+        for factor in chosen:
             await services.factors.delete_factor(conn, user_id, factor["id"])
-        await record(
-            services, conn, Event.FACTOR_REMOVED, user_id, client, by="admin", count=len(factors)
-        )
-        return len(factors)
+            await record(
+                services, conn, Event.FACTOR_REMOVED, user_id, client,
+                factor=factor["id"], by="admin",
+            )  # fmt: skip
+        await _drop_orphan_recovery_codes(services, conn, user_id)
+        return chosen

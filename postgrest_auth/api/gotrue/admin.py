@@ -11,12 +11,13 @@ from pydantic import BaseModel
 from ...accounts import admin
 from ...addresses import EmailAddress
 from ...errors import Code, ServiceError, field_error, invalid
+from ...mfa import factors
 from ...tokens import InvalidToken
 from ..caller import bearer_token
 from ..deps import ClientDep, ServicesDep
 from ..forms import Text, body, documented
 from .links import verify_link
-from .shapes import full_user_json, user_json
+from .shapes import factor_json, full_user_json, user_json
 
 router = APIRouter(tags=["gotrue admin"])
 # What the service's tokens for an account carry and a key (`postgrest-auth keys`) does not.
@@ -144,6 +145,28 @@ async def update_user(
     _refuse_phone(form.phone)
     user = await admin.update_user(services, client, user_id, form.changes())
     return user_json(services.settings, user)
+
+
+@router.get(
+    "/admin/users/{user_id}/factors", dependencies=ServiceRole, summary="A user's second factors"
+)
+async def list_factors(services: ServicesDep, user_id: str) -> list[dict[str, Any]]:
+    user = await admin.user_by_id(services, user_id)
+    async with services.pool.acquire() as conn:
+        return [factor_json(f) for f in await services.factors.factors_of(conn, user["id"])]
+
+
+@router.delete(
+    "/admin/users/{user_id}/factors/{factor_id}",
+    dependencies=ServiceRole,
+    summary="Remove a user's second factor (a lost authenticator)",
+)
+async def delete_factor(
+    services: ServicesDep, client: ClientDep, user_id: str, factor_id: str
+) -> dict[str, Any]:
+    user = await admin.user_by_id(services, user_id)
+    removed = await factors.remove_by_admin(services, client, user["id"], factor_id)
+    return factor_json(removed[0])
 
 
 @router.delete("/admin/users/{user_id}", dependencies=ServiceRole, summary="Delete a user")
