@@ -1,5 +1,5 @@
-"""Command line: serve (default), migrate, sql, mail status|retry, users show|app-metadata|remove-factors,
-keys anon|service.
+"""Command line: serve (default), migrate, sql, mail status|retry,
+users show|app-metadata|remove-factors, keys anon|service.
 The original's flags are kept."""
 
 from __future__ import annotations
