@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
+
+import pyotp
 
 from .email_flows import read_secret
 from .gotrue_stack import gotrue_stack, start_service
@@ -75,7 +78,11 @@ def run_scenario(
 
 
 def answer(smtp: SmtpServer, question: dict[str, Any]) -> dict[str, str]:
-    """The `count`-th mail with a link of a type to an address: its code and link."""
+    """A TOTP code for a secret (as the user's authenticator app shows it), or the `count`-th
+    mail with a link of a type to an address: its code and link."""
+    if "totp" in question:
+        moment = time.time() + 30 * question["steps"]
+        return {"code": pyotp.TOTP(question["totp"]).at(moment)}
     address, kind, count = question["mail"], question["type"], question["count"]
 
     def mails() -> list[Any]:
@@ -121,4 +128,14 @@ def test_supabase_js_through_postgrest_with_rs256_and_expiring_tokens(
         dsn, admin_dsn, smtp, access_token_seconds=3, secret=None, jwt={"keys": keys}
     ) as stack:
         steps = run_scenario("stack", stack.url, smtp, stack.anon_key)
+    assert len(steps) == 4, steps
+
+
+def test_auth_js_mfa(dsn: str, smtp: SmtpServer) -> None:
+    """auth-js mfa.* and mfa.recoveryCodes.* with codes an authenticator would show."""
+    service = start_service(dsn, smtp)
+    try:
+        steps = run_scenario("mfa", service.url, smtp)
+    finally:
+        service.stop()
     assert len(steps) == 4, steps

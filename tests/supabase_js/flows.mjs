@@ -102,11 +102,65 @@ async function open(link, target) {
   return location
 }
 
+// The code an authenticator app shows for this secret, `steps` 30-s steps from now (the test
+// computes it with pyotp): each code works once, so a second verification takes the next step's.
+async function totp(secret, steps = 0) {
+  return (await ask({ totp: secret, steps })).code
+}
+
 function decodePayload(token) {
   return JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString())
 }
 
 const scenarios = {
+  // auth-js mfa.*: enrol a TOTP factor, aal1 → aal2, the assurance levels it reads from the token
+  // and the user's factors, a replayed code, recovery codes, the admin's listFactors/deleteFactor.
+  async mfa() {
+    const email = 'mfa@example.com'
+    const c = client()
+    ok(await c.signUp({ email, password: PASSWORD }), 'signUp')
+    const before = ok(await c.mfa.getAuthenticatorAssuranceLevel(), 'getAuthenticatorAssuranceLevel')
+    check(before.currentLevel === 'aal1' && before.nextLevel === 'aal1', 'aal1 without factors', before)
+    const factor = ok(await c.mfa.enroll({ factorType: 'totp', friendlyName: 'phone' }), 'mfa.enroll')
+    check(factor.type === 'totp' && factor.totp.uri.startsWith('otpauth://totp/'), 'enrolment', factor)
+    check(factor.totp.qr_code.startsWith('data:image/svg+xml'), 'QR code as an SVG data URL', factor.totp.qr_code.slice(0, 40))
+    say({ step: 'mfa.enroll: secret, otpauth URI, SVG QR code' })
+
+    const code = await totp(factor.totp.secret)
+    const verified = ok(await c.mfa.challengeAndVerify({ factorId: factor.id, code }), 'mfa.challengeAndVerify')
+    check(decodePayload(verified.access_token).aal === 'aal2', 'aal2 token', decodePayload(verified.access_token))
+    const after = ok(await c.mfa.getAuthenticatorAssuranceLevel(), 'getAuthenticatorAssuranceLevel after')
+    check(after.currentLevel === 'aal2' && after.nextLevel === 'aal2', 'aal2 after verify', after)
+    check(after.currentAuthenticationMethods.some((m) => m.method === 'totp'), 'totp in amr', after)
+    const listed = ok(await c.mfa.listFactors(), 'mfa.listFactors')
+    check(listed.totp.length === 1 && listed.totp[0].status === 'verified', 'one verified TOTP factor', listed)
+    say({ step: 'mfa.challengeAndVerify: aal2, amr totp, listFactors' })
+
+    const replay = await c.mfa.challengeAndVerify({ factorId: factor.id, code })
+    refused(replay, 'a replayed code', 422, 'mfa_verification_failed')
+    const other = client({ experimental: { recoveryCodes: true } })
+    ok(await other.signInWithPassword({ email, password: PASSWORD }), 'a second sign-in')
+    const level = ok(await other.mfa.getAuthenticatorAssuranceLevel(), 'aal of a new sign-in')
+    check(level.currentLevel === 'aal1' && level.nextLevel === 'aal2', 'a new sign-in must step up', level)
+    refused(await other.mfa.unenroll({ factorId: factor.id }), 'unenrol from aal1', 403, 'insufficient_aal')
+    ok(await other.mfa.challengeAndVerify({ factorId: factor.id, code: await totp(factor.totp.secret, 1) }), 'verify with the next code')
+    say({ step: 'replayed code refused; a new sign-in is aal1 until it verifies' })
+
+    // (A code per 30-s step, each once: the aal2 session above makes the codes.)
+    const codes = ok(await other.mfa.recoveryCodes.generate(), 'recoveryCodes.generate')
+    check(codes.type === 'recovery_code' && codes.codes.length === 10, 'ten recovery codes', codes)
+    const lost = client({ experimental: { recoveryCodes: true } })
+    ok(await lost.signInWithPassword({ email, password: PASSWORD }), 'sign-in without the phone')
+    ok(await lost.mfa.recoveryCodes.verify({ code: codes.codes[0] }), 'recoveryCodes.verify')
+    const recovered = ok(await lost.mfa.getAuthenticatorAssuranceLevel(), 'aal after a recovery code')
+    check(recovered.currentLevel === 'aal2', 'a recovery code gives aal2', recovered)
+    const status = ok(await lost.mfa.recoveryCodes.getStatus(), 'recoveryCodes.getStatus')
+    check(status.total === 10 && status.remaining === 9, 'nine left', status)
+    ok(await lost.mfa.unenroll({ factorId: factor.id }), 'unenrol the lost factor from aal2')
+    const none = ok(await lost.mfa.listFactors(), 'listFactors after unenrol')
+    check(none.totp.length === 0, 'no TOTP factor left', none)
+    say({ step: 'recovery codes: generate, verify once (aal2), unenrol the lost factor' })
+  },
   // signUp to signOut, recovery and sign-in codes and links from real mail, PKCE, typed errors.
   // The service's sessions.reuse_interval is 1 s.
   async flows() {

@@ -21,7 +21,7 @@ from ..deps import ClientDep, ServicesDep
 from ..forms import Text, body, documented, read_fields
 from .caller import BearerCallerDep
 from .links import Challenged, verify_link
-from .shapes import full_user_json, session_json, user_json
+from .shapes import full_session_json, full_user_json, session_json, user_json
 
 router = APIRouter(tags=["gotrue"])
 
@@ -122,7 +122,7 @@ async def token(
         granted = await exchange_code(
             services, client, pkce_form.auth_code, pkce_form.code_verifier
         )
-    return session_json(services.settings, granted)
+    return await full_session_json(services, granted)
 
 
 @router.get("/user", summary="The signed-in user")

@@ -26,7 +26,7 @@ from ..verify_form import verify as verify_form
 from .errors import status_of
 from .links import Challenged, verify_link
 from .redirects import redirect_target
-from .shapes import session_json
+from .shapes import full_session_json
 
 router = APIRouter(tags=["gotrue"])
 
@@ -120,7 +120,7 @@ async def verify(
     services: ServicesDep, client: ClientDep, form: Annotated[Verify, Depends(body(Verify))]
 ) -> dict[str, Any]:
     granted = await verify_form(services, client, form)
-    return session_json(services.settings, granted)
+    return await full_session_json(services, granted)
 
 
 @router.get(
@@ -159,7 +159,7 @@ async def verify_link_in_browser(
         assert target is not None
         return RedirectResponse(with_query(target, code=result.code), status_code=303)
     if target is None:  # no site_url and no allowed redirect_to: the session as JSON
-        return session_json(services.settings, result)
+        return await full_session_json(services, result)
     return redirect_with_fragment(
         target, session_fragment(result, type or "", with_refresh_token=True)
     )

@@ -11,14 +11,11 @@ from ...accounts import Grant
 from ...services import Services
 from ..factor_routes import factor_router
 from .caller import require_bearer_caller
-from .shapes import full_user_json, session_json
+from .shapes import full_session_json
 
 
 async def _session(services: Services, response: Response, granted: Grant) -> dict[str, Any]:
-    return {
-        **session_json(services.settings, granted),
-        "user": await full_user_json(services, granted.user),
-    }
+    return await full_session_json(services, granted)
 
 
 router = factor_router(require_bearer_caller, _session, "gotrue")

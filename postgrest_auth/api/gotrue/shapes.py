@@ -16,10 +16,13 @@ from ...services import Services
 from ...store import Row
 
 UserRow = Row | dict[str, Any]
+# An identity or factor: a row, or an object of the JSON arrays `linked_of` reads.
+Linked = Row | dict[str, Any]
 
 
-def _time(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+def _time(value: datetime | str | None) -> str | None:
+    """ISO 8601; a time read through JSON from SQL already is."""
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def role_of(settings: Settings, user: UserRow) -> str:
@@ -29,7 +32,7 @@ def role_of(settings: Settings, user: UserRow) -> str:
     return settings.roles.user
 
 
-def identities(user: UserRow, linked: Sequence[Row] = ()) -> list[dict[str, Any]]:
+def identities(user: UserRow, linked: Sequence[Linked] = ()) -> list[dict[str, Any]]:
     """An address account has one identity, provider `email`, whose id is the user's; each
     provider it signed in with adds one (its id is the provider's subject, as GoTrue's)."""
     uid = str(user["uid"])
@@ -71,7 +74,7 @@ def identities(user: UserRow, linked: Sequence[Row] = ()) -> list[dict[str, Any]
     ]
 
 
-def factor_json(factor: Row) -> dict[str, Any]:
+def factor_json(factor: Linked) -> dict[str, Any]:
     return {
         "id": factor["id"],
         "friendly_name": factor["friendly_name"] or "",
@@ -85,8 +88,8 @@ def factor_json(factor: Row) -> dict[str, Any]:
 def user_json(
     settings: Settings,
     user: UserRow,
-    linked: Sequence[Row] = (),
-    factors: Sequence[Row] = (),
+    linked: Sequence[Linked] = (),
+    factors: Sequence[Linked] = (),
 ) -> dict[str, Any]:
     """`linked` identities and `factors` are read only where a client looks for them (GET and
     PUT /user, sign-in at a provider, MFA), not on every refresh."""
@@ -129,8 +132,16 @@ def session_json(settings: Settings, granted: Grant) -> dict[str, Any]:
 
 
 async def full_user_json(services: Services, user: UserRow) -> dict[str, Any]:
-    """The user with its provider identities and second factors."""
+    """The user with its provider identities and second factors (one more round trip)."""
     async with services.pool.acquire() as conn:
-        linked = await services.identities.identities_of(conn, user["id"])
-        factors = await services.factors.factors_of(conn, user["id"])
-    return user_json(services.settings, user, linked, factors)
+        linked = await services.identities.linked_of(conn, user["id"])
+    return user_json(services.settings, user, linked["identities"], linked["factors"])
+
+
+async def full_session_json(services: Services, granted: Grant) -> dict[str, Any]:
+    """A session whose user lists its factors: auth-js's getAuthenticatorAssuranceLevel reads
+    them from the session to tell an app that the user should step up to aal2."""
+    return {
+        **session_json(services.settings, granted),
+        "user": await full_user_json(services, granted.user),
+    }
