@@ -41,6 +41,24 @@ def subject_is(parameter: str) -> str:
     return f"{parameter} in (u.uid::text, u.id::text)"
 
 
+def linked_columns(schema: str) -> str:
+    """The identities and second factors of the user `u`, as two JSON arrays (`identities`,
+    `factors`), for answers that list them (GoTrue's user JSON) without a second round trip."""
+    return (
+        "(select coalesce(jsonb_agg(jsonb_build_object('id', i.id::text,"
+        " 'provider', i.provider, 'subject', i.subject, 'email', i.email,"
+        " 'identity_data', i.identity_data, 'created_at', i.created_at,"
+        " 'updated_at', i.updated_at, 'last_sign_in_at', i.last_sign_in_at)"
+        f" order by i.created_at), '[]') from {schema}.identities i where i.user_id = u.id)"
+        " as identities,"
+        " (select coalesce(jsonb_agg(jsonb_build_object('id', f.id::text,"
+        " 'friendly_name', f.friendly_name, 'factor_type', f.factor_type,"
+        " 'status', f.status, 'created_at', f.created_at, 'updated_at', f.updated_at)"
+        f" order by f.created_at), '[]') from {schema}.mfa_factors f where f.user_id = u.id)"
+        " as factors"
+    )
+
+
 class Store:
     def __init__(self, settings: Settings) -> None:
         schema = quote_ident(settings.db.schema_)
@@ -60,6 +78,9 @@ class Store:
         self.session_timebox = settings.sessions.timebox
         self.retired_tokens = f"{schema}.refresh_tokens_retired"
         self.reuse_interval = settings.sessions.reuse_interval
+        self.linked_columns = linked_columns(schema)
+        self._rotate = self._rotate_sql()
+        self._rotate_linked = self._rotate_sql(linked=True)
 
     # -- users ---------------------------------------------------------------------------------
 
@@ -327,20 +348,27 @@ class Store:
     # -- refresh-token rotation: every refresh with an opaque token replaces it ----------------
 
     async def rotate_session_token(
-        self, conn: Connection, token_hash: bytes, successor_hash: bytes, after_hash: bytes
+        self,
+        conn: Connection,
+        token_hash: bytes,
+        successor_hash: bytes,
+        after_hash: bytes,
+        linked: bool = False,
     ) -> Row | None:
         """Replace a live session's current token by its successor, retire it, and extend the
         session, in one statement: the user's columns, `session_id` and `claims`, or None when
-        the token is not a live session's current one.
+        the token is not a live session's current one. `linked` adds the user's `identities`
+        and `factors` (linked_columns).
 
         Two refreshes with one token queue on the row lock; the second then finds the token
         no longer current (PostgreSQL re-checks the condition) and rotates nothing.
         The session's `next_token_hash` (the successor's, stored a rotation ahead) also counts
         as current: a crash may have lost the rotation that issued it.
         """
-        return await conn.fetchrow(self._rotate_sql(), token_hash, successor_hash, after_hash)
+        sql = self._rotate_linked if linked else self._rotate
+        return await conn.fetchrow(sql, token_hash, successor_hash, after_hash)
 
-    def _rotate_sql(self) -> str:
+    def _rotate_sql(self, linked: bool = False) -> str:
         """The rotation's commit does not wait for the WAL flush (synchronous_commit off for
         this transaction only): waiting cost a quarter to a third of refresh throughput
         (bench/rotation.py). What a database crash can lose is the last fraction of a second
@@ -359,7 +387,8 @@ class Store:
             " select $1, id from s on conflict (token_hash) do nothing)"
             f" select {CALLER_COLUMNS}, s.id::text as session_id, s.expires_at,"
             f" {self.session_claims}"
-            f" from s join {self.users} u on u.id = s.user_id"
+            + (f", {self.linked_columns}" if linked else "")
+            + f" from s join {self.users} u on u.id = s.user_id"
         )
 
     async def retired_session_token(self, conn: Connection, token_hash: bytes) -> Row | None:

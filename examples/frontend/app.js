@@ -22,6 +22,7 @@
  *   #signup-username, #signup-password, #signup-email, #signup-submit
  *   #login-username, #login-password, #login-submit
  *   #forgot-username, #forgot-submit
+ *   #providers > button.provider[data-provider]   "Sign in with …", one per configured provider
  *   #reset-panel (shown for #reset_token=...&username=...), #reset-username, #reset-new,
  *   #reset-confirm, #reset-submit, #reset-cancel
  *   #change-username (hidden, for password managers), #change-current, #change-new,
@@ -335,9 +336,10 @@
     await loadTodos();
   }
 
-  // The id (a UUID) as a string, to compare with todos.user_id.
+  // The id (a UUID) as a string, to compare with todos.user_id. An account made by a provider
+  // has no username: its address names it.
   function asUser(data) {
-    return { ...data, id: String(data.id) };
+    return { ...data, id: String(data.id), username: data.username || data.email || "you" };
   }
 
   // The payload of a JWT, read only to learn its expiry or, as a fallback, the username.
@@ -718,6 +720,59 @@
     return new HttpError(status, { code: error.code || "", message: error.message || "" }, null);
   }
 
+  // ---------------------------------------------------------------- external providers
+
+  // One "Sign in with …" button per provider the service has (GET {authBase}/providers). The
+  // browser leaves for the provider and comes back to this page: with the session in the URL
+  // fragment (bearer mode), with the session cookie set (cookie mode), or picked up by
+  // supabase-js; a refusal comes back as ?error=…&error_description=….
+  async function showProviders() {
+    const { providers } = await authCall("/providers", { auth: false });
+    const box = $("providers");
+    box.replaceChildren(
+      ...providers.map(({ name, display_name: label }) => {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "provider secondary";
+        button.dataset.provider = name;
+        button.textContent = `Sign in with ${label}`;
+        button.addEventListener("click", () => signInWith(name).catch(showError));
+        return button;
+      })
+    );
+    box.hidden = providers.length === 0;
+  }
+
+  async function signInWith(provider) {
+    const back = location.origin + location.pathname;
+    if (supabaseMode) {
+      await supabaseResult(sb.auth.signInWithOAuth({ provider, options: { redirectTo: back } }));
+      return;
+    }
+    if (cookieMode) localStorage.setItem(SIGNED_IN_HINT, "1"); // back signed in, we expect
+    const query = new URLSearchParams({ provider, redirect_to: back });
+    location.assign(`${authBase}/authorize?${query}`);
+  }
+
+  // Back from a provider: an error in the query, or (bearer mode) the session in the fragment;
+  // both are wiped from the address bar at once.
+  async function takeProviderReturn() {
+    const query = new URLSearchParams(location.search);
+    if (query.has("error")) {
+      history.replaceState(null, "", location.pathname);
+      showMessage(sentence(query.get("error_description") || query.get("error")), "error");
+      return;
+    }
+    if (cookieMode || supabaseMode || !location.hash.includes("access_token=")) return;
+    const fragment = new URLSearchParams(location.hash.slice(1));
+    history.replaceState(null, "", location.pathname + location.search);
+    await signedIn({
+      access_token: fragment.get("access_token"),
+      refresh_token: fragment.get("refresh_token"),
+      expires_in: Number(fragment.get("expires_in")),
+    });
+  }
+
   // ---------------------------------------------------------------- start
 
   async function start() {
@@ -728,6 +783,12 @@
         : "Token mode: tokens are kept in memory only, so reloading the page signs you out.";
     render();
     takeResetLink();
+    try {
+      await showProviders();
+      await takeProviderReturn();
+    } catch (err) {
+      showError(err);
+    }
     if (supabaseMode) {
       try {
         await startSupabase();

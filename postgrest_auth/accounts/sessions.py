@@ -73,7 +73,7 @@ MAX_ROTATIONS_BEHIND = 16
 
 
 async def refresh_with_session_token(
-    services: Services, client: ClientInfo, session_token: str
+    services: Services, client: ClientInfo, session_token: str, *, linked: bool = False
 ) -> Grant:
     """A new access token and a new opaque token (refresh token or cookie) for the session the
     presented one names; the presented one retires.
@@ -81,6 +81,7 @@ async def refresh_with_session_token(
     A retired token presented again within `sessions.reuse_interval` (two tabs refreshing at
     once, a retry after a lost answer) gets the session's current tokens. Later, two parties
     hold copies of one session, and nobody can tell the thief: the whole session ends.
+    `linked`: the grant's user carries its identities and factors (an API that lists them).
     """
     store = services.store
     presented = hash_session_token(session_token)
@@ -88,7 +89,7 @@ async def refresh_with_session_token(
     async with services.pool.acquire() as conn:
         after = services.tokens.next_session_token(successor)
         row = await store.rotate_session_token(
-            conn, presented, hash_session_token(successor), hash_session_token(after)
+            conn, presented, hash_session_token(successor), hash_session_token(after), linked
         )
         if row is not None:
             return grant(services, row, successor)

@@ -18,7 +18,7 @@ class IdentityStore:
         schema = store.users.rsplit(".", 1)[0]
         self.identities = f"{schema}.identities"
         self.flow_state = f"{schema}.provider_flow_state"
-        self.factors = f"{schema}.mfa_factors"
+        self.linked_columns = store.linked_columns
 
     # -- the flow between the two redirects -----------------------------------------------
 
@@ -91,21 +91,9 @@ class IdentityStore:
         )
 
     async def linked_of(self, conn: Connection, user_id: int) -> Row:
-        """The user's identities and second factors in one round trip, as JSON arrays (what
-        GoTrue's user JSON lists): `identities` and `factors`."""
+        """The user's `identities` and `factors` (JSON arrays, Store.linked_columns)."""
         return await conn.fetchrow(
-            "select (select coalesce(jsonb_agg(jsonb_build_object('id', i.id::text,"
-            " 'provider', i.provider, 'subject', i.subject, 'email', i.email,"
-            " 'identity_data', i.identity_data, 'created_at', i.created_at,"
-            " 'updated_at', i.updated_at, 'last_sign_in_at', i.last_sign_in_at)"
-            f" order by i.created_at), '[]') from {self.identities} i where i.user_id = $1)"
-            " as identities,"
-            " (select coalesce(jsonb_agg(jsonb_build_object('id', f.id::text,"
-            " 'friendly_name', f.friendly_name, 'factor_type', f.factor_type,"
-            " 'status', f.status, 'created_at', f.created_at, 'updated_at', f.updated_at)"
-            f" order by f.created_at), '[]') from {self.factors} f where f.user_id = $1)"
-            " as factors",
-            user_id,
+            f"select {self.linked_columns} from {self.users} u where u.id = $1", user_id
         )
 
     async def identities_of(self, conn: Connection, user_id: int) -> list[Row]:

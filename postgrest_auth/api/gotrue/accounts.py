@@ -115,7 +115,7 @@ async def token(
     elif grant_type == "refresh_token":
         refresh_form = await body(RefreshGrant)(request)
         granted = await sessions.refresh_with_session_token(
-            services, client, refresh_form.refresh_token
+            services, client, refresh_form.refresh_token, linked=True
         )
     else:
         pkce_form = await body(PkceGrant)(request)

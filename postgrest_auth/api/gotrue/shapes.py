@@ -132,9 +132,12 @@ def session_json(settings: Settings, granted: Grant) -> dict[str, Any]:
 
 
 async def full_user_json(services: Services, user: UserRow) -> dict[str, Any]:
-    """The user with its provider identities and second factors (one more round trip)."""
-    async with services.pool.acquire() as conn:
-        linked = await services.identities.linked_of(conn, user["id"])
+    """The user with its provider identities and second factors: read with the user where the
+    operation could (Store.linked_columns), else in one more round trip."""
+    linked: UserRow = user
+    if "factors" not in user.keys():
+        async with services.pool.acquire() as conn:
+            linked = await services.identities.linked_of(conn, user["id"])
     return user_json(services.settings, user, linked["identities"], linked["factors"])
 
 
