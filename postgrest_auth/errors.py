@@ -47,6 +47,7 @@ class Code(StrEnum):
     ANONYMOUS_DISABLED = "anonymous_provider_disabled"
     # identities and second factors
     PROVIDER_DISABLED = "provider_disabled"
+    BAD_OAUTH_STATE = "bad_oauth_state"
     IDENTITY_ALREADY_EXISTS = "identity_already_exists"
     IDENTITY_NOT_FOUND = "identity_not_found"
     SINGLE_IDENTITY_NOT_DELETABLE = "single_identity_not_deletable"

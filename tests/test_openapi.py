@@ -26,8 +26,16 @@ def test_every_form_route_documents_json_and_form_bodies():
             "verify",
             "recover",
             "resend",
+            "factors",
+            "factors/{factor_id}/challenge",
+            "factors/{factor_id}/verify",
+            "factors/recovery-codes",
+            "factors/recovery-codes/verify",
+            "factors/recovery-codes/regenerate",
         )
     }
+    # Replacing the recovery codes takes no body.
+    assert "requestBody" not in posts.pop("/auth/factors/recovery-codes/regenerate")
     for path, operation in posts.items():
         content = operation["requestBody"]["content"]
         assert set(content) == {"application/json", "application/x-www-form-urlencoded"}, path
@@ -38,8 +46,8 @@ def test_every_form_route_documents_json_and_form_bodies():
         "password",
     }
     assert posts["/auth/logout"]["requestBody"]["required"] is False
-    # The GoTrue-compatible API documents its JSON bodies too (logout takes none).
+    # The GoTrue-compatible API documents its JSON bodies too (two routes take none).
     assert {"/auth/v1/signup", "/auth/v1/token", "/auth/v1/verify"} <= set(gotrue)
     for path, operation in gotrue.items():
-        if path != "/auth/v1/logout":
+        if path not in ("/auth/v1/logout", "/auth/v1/factors/recovery-codes/regenerate"):
             assert "application/json" in operation["requestBody"]["content"], path

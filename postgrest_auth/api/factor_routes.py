@@ -90,7 +90,11 @@ def factor_router(
         enrolled = await factors.enroll(services, client, caller, form.friendly_name, form.issuer)
         return enrollment_json(enrolled)
 
-    @router.post("/factors/{factor_id}/challenge", summary="Challenge a factor")
+    @router.post(
+        "/factors/{factor_id}/challenge",
+        summary="Challenge a factor",
+        openapi_extra=documented(ChallengeForm),
+    )
     async def challenge(
         services: ServicesDep,
         client: ClientDep,

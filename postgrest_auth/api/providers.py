@@ -16,6 +16,7 @@ from ..services import Services
 from ..store import Row
 from .deps import ClientDep, ServicesDep
 from .fragments import redirect_with_fragment, session_fragment, with_query
+from .gotrue.errors import GOTRUE
 from .gotrue.redirects import redirect_target
 from .grants import set_session_cookie
 
@@ -50,7 +51,12 @@ async def redirect_to_provider(
 
 
 def _failure_url(target: str, failure: flow.FlowFailure) -> str:
-    return with_query(target, error=failure.error, error_description=failure.description)
+    """GoTrue's shape, which auth-js reads: `error`, `error_code` (where the service refused)
+    and `error_description`."""
+    params = {"error": failure.error}
+    if failure.code is not None:
+        params["error_code"] = GOTRUE.get(failure.code, (400, str(failure.code)))[1]
+    return with_query(target, **params, error_description=failure.description)
 
 
 @router.get(
@@ -73,7 +79,7 @@ async def callback(
         if exc.redirect_to is None:
             return JSONResponse(
                 {"error": exc.error, "error_description": exc.description}, status_code=400
-            )
+            )  # an unknown flow and no site URL to go back to
         return RedirectResponse(_failure_url(exc.redirect_to, exc), status_code=303)
     if isinstance(result.outcome, AuthCode):
         return RedirectResponse(

@@ -16,7 +16,7 @@ from ..accounts.context import ClientInfo
 from ..accounts.grants import Grant, start_session
 from ..accounts.links import Challenge
 from ..accounts.pkce import AuthCode, issue_auth_code
-from ..errors import ServiceError
+from ..errors import Code, ServiceError
 from ..services import Services
 from ..store import Row
 from .linking import account_for
@@ -30,14 +30,27 @@ MAX_DESCRIPTION = 200
 
 
 class FlowFailure(Exception):
-    """Ends on `redirect_to` with `error` and `error_description` (None: we do not know where
-    the flow came from, so there is nowhere safe to send the browser)."""
+    """Ends on `redirect_to` with `error` (an OAuth error kind), `error_description` and,
+    where the service refused rather than the provider, `code` (None for `redirect_to`: we do
+    not know where the flow came from, so there is nowhere safe to send the browser)."""
 
-    def __init__(self, redirect_to: str | None, error: str, description: str) -> None:
+    def __init__(
+        self, redirect_to: str | None, error: str, description: str, code: Code | None = None
+    ) -> None:
         super().__init__(description)
         self.redirect_to = redirect_to
         self.error = error
         self.description = description[:MAX_DESCRIPTION]
+        self.code = code
+
+    @classmethod
+    def refused(cls, redirect_to: str, exc: ServiceError) -> FlowFailure:
+        kind = (
+            "temporarily_unavailable"
+            if exc.code in (Code.DATABASE_UNAVAILABLE, Code.RATE_LIMITED)
+            else "access_denied"
+        )
+        return cls(redirect_to, kind, exc.message, exc.code)
 
 
 @dataclass(frozen=True)
@@ -99,10 +112,14 @@ async def finish(
             services.settings.gotrue.site_url,
             "invalid_request",
             "The sign-in is unknown or was already used; start again",
+            Code.BAD_OAUTH_STATE,
         )
     redirect_to = flow["redirect_to"]
     if not flow["live"]:
-        raise FlowFailure(redirect_to, "invalid_request", "The sign-in took too long; start again")
+        raise FlowFailure(
+            redirect_to, "invalid_request", "The sign-in took too long; start again",
+            Code.BAD_OAUTH_STATE,
+        )  # fmt: skip
     if error is not None:
         raise FlowFailure(redirect_to, error, error_description or "The provider refused")
     if not code:
@@ -114,7 +131,7 @@ async def finish(
         await _record_failure(services, client, flow["provider"], exc.error)
         raise FlowFailure(redirect_to, exc.error, exc.description) from exc
     except ServiceError as exc:  # the provider is no longer configured
-        raise FlowFailure(redirect_to, str(exc.code), exc.message) from exc
+        raise FlowFailure.refused(redirect_to, exc) from exc
     try:
         async with services.pool.acquire() as conn, conn.transaction():
             user = await account_for(services, conn, client, profile, flow["link_user_id"])
@@ -132,7 +149,7 @@ async def finish(
                 outcome = await start_session(services, conn, user, client, METHOD)
     except ServiceError as exc:
         await _record_failure(services, client, profile.provider, str(exc.code))
-        raise FlowFailure(redirect_to, str(exc.code), exc.message) from exc
+        raise FlowFailure.refused(redirect_to, exc) from exc
     return FlowResult(redirect_to, outcome, flow["set_cookie"])
 
 

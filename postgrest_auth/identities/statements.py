@@ -126,7 +126,8 @@ class IdentityStore:
             f"insert into {self.users} (email, email_confirmed_at, user_metadata, app_metadata,"
             " last_sign_in_at) values (lower($1), case when $1::text is null then null"
             " else now() end, $2::text::jsonb,"
-            " jsonb_build_object('provider', $3::text, 'providers', jsonb_build_array($3::text)),"
+            " jsonb_build_object('provider', $3::text, 'providers', (select jsonb_agg(p order by p)"
+            "   from (select $3::text as p union select 'email' where $1::text is not null) n)),"
             f" now()) returning {USER_COLUMNS}",
             email,
             json.dumps(metadata),

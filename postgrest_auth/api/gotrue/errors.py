@@ -52,6 +52,7 @@ GOTRUE: dict[Code, tuple[int, str]] = {
     Code.EMAIL_TAKEN: (422, "email_exists"),
     Code.USER_ALREADY_EXISTS: (422, "user_already_exists"),
     Code.PROVIDER_DISABLED: (400, "provider_disabled"),
+    Code.BAD_OAUTH_STATE: (400, "bad_oauth_state"),
     Code.IDENTITY_ALREADY_EXISTS: (422, "identity_already_exists"),
     Code.IDENTITY_NOT_FOUND: (422, "identity_not_found"),
     Code.SINGLE_IDENTITY_NOT_DELETABLE: (422, "single_identity_not_deletable"),
