@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, _exit_on_signal)
     port = args.port if port_is_free(args.port) else None
     print(
-        f"Starting PostgreSQL, PostgREST, postgrest-auth and nginx ({args.mode} mode)...",
+        f"Starting PostgreSQL, PostgREST, postgrest-auth, nginx and Test OIDC"
+        f" ({args.mode} mode)...",
         flush=True,
     )
     stack = Stack(mode=args.mode, port=port)
@@ -46,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n    {stack.url}\n", flush=True)
         print(
             f"Mail (password resets) is written to {stack.mail_dir}/ as .eml files; "
-            f"logs are in {stack.work_dir}/. Stop with Ctrl-C.",
+            f'logs are in {stack.work_dir}/. "Sign in with Test OIDC" takes alice@example.test'
+            " (any password). Stop with Ctrl-C.",
             flush=True,
         )
         exited = stack.wait()

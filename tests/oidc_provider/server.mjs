@@ -2,7 +2,7 @@
 // `node server.mjs <config.json>`, driven by tests/oidc_support.py.
 //
 // config.json: {port, issuer, clients: [{client_id, client_secret, redirect_uris}],
-//               accounts: [{id, email, email_verified, name}]}
+//               accounts: [{id, email, email_verified, name}], exit_with_stdin (default true)}
 //
 // Authorization code flow with PKCE S256 required for every client, the built-in development
 // login and consent pages (devInteractions: any password; the login is an account's id or
@@ -144,7 +144,10 @@ function shutDown() {
 }
 
 for (const signal of ['SIGTERM', 'SIGINT']) process.on(signal, shutDown);
-// The test process holds our stdin open: when it goes (even killed), so do we.
-process.stdin.on('end', shutDown);
-process.stdin.on('error', shutDown);
-process.stdin.resume();
+// The test process holds our stdin open: when it goes (even killed), so do we. The demo runs
+// us in a process group of our own instead, stopped by signal.
+if (config.exit_with_stdin !== false) {
+  process.stdin.on('end', shutDown);
+  process.stdin.on('error', shutDown);
+  process.stdin.resume();
+}

@@ -10,7 +10,7 @@
 
 import readline from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { GoTrueClient, AuthWeakPasswordError } from '@supabase/auth-js'
+import { GoTrueClient, AuthWeakPasswordError, isAuthApiError } from '@supabase/auth-js'
 import { createClient } from '@supabase/supabase-js'
 
 const [scenario, base, anonKey = 'anon-key-is-not-checked-by-the-auth-service'] =
@@ -108,6 +108,13 @@ async function totp(secret, steps = 0) {
   return (await ask({ totp: secret, steps })).code
 }
 
+// Open the URL signInWithOAuth gave (our /authorize) as the user's browser does: the test signs
+// in as alice at its OpenID Provider (or presses Cancel) and follows our callback; where the
+// browser lands on the application's page (with ?code= or ?error=), unrequested.
+async function browse(url, cancel = false) {
+  return new URL((await ask({ oauth: url, cancel })).url)
+}
+
 function decodePayload(token) {
   return JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString())
 }
@@ -160,6 +167,59 @@ const scenarios = {
     const none = ok(await lost.mfa.listFactors(), 'listFactors after unenrol')
     check(none.totp.length === 0, 'no TOTP factor left', none)
     say({ step: 'recovery codes: generate, verify once (aal2), unenrol the lost factor' })
+  },
+  // supabase-js signInWithOAuth in the PKCE flow at the test's OpenID Provider (`corp`): auth-js
+  // builds our /authorize URL, the test's browser signs in there and follows our callback to the
+  // application's page with ?code=, exchangeCodeForSession makes the session. Then a refusal.
+  async oauth() {
+    const options = { flowType: 'pkce', detectSessionInUrl: false, autoRefreshToken: false, persistSession: true }
+    const supabase = createClient(base, anonKey, { auth: { ...options, storage: memoryStorage() } })
+    const started = ok(
+      await supabase.auth.signInWithOAuth({ provider: 'corp', options: { redirectTo: SITE, skipBrowserRedirect: true } }),
+      'signInWithOAuth',
+    )
+    const authorize = new URL(started.url)
+    const asked = Object.fromEntries(authorize.searchParams)
+    check(authorize.origin + authorize.pathname === `${authUrl}/authorize`, 'our /authorize URL', started.url)
+    check(asked.provider === 'corp' && asked.redirect_to === SITE, 'provider and redirect_to', asked)
+    check(asked.code_challenge && asked.code_challenge_method === 's256', 'a PKCE challenge', asked)
+    say({ step: 'signInWithOAuth (pkce, skipBrowserRedirect): our /authorize URL with a challenge' })
+
+    const landed = await browse(started.url)
+    check(landed.origin === SITE && !landed.hash, 'back at the application, no session in the URL', landed.href)
+    const code = landed.searchParams.get('code')
+    check(code && !landed.searchParams.has('error'), 'a code, no error', landed.href)
+    const exchanged = ok(await supabase.auth.exchangeCodeForSession(code), 'exchangeCodeForSession')
+    const { user, session } = exchanged
+    check(session && user.email === 'alice@example.test' && user.email_confirmed_at, 'alice, verified', user)
+    check(user.app_metadata.provider === 'corp' && user.app_metadata.providers.includes('corp'), 'app_metadata', user.app_metadata)
+    check(user.identities.some((i) => i.provider === 'corp' && i.email === 'alice@example.test'), 'a corp identity', user.identities)
+    const claims = decodePayload(session.access_token)
+    check(claims.sub === user.id && claims.email === user.email && claims.app_metadata.provider === 'corp', 'token claims', claims)
+    say({ step: 'the browser at the provider and our callback; exchangeCodeForSession: alice via corp' })
+
+    const { identities } = ok(await supabase.auth.getUserIdentities(), 'getUserIdentities')
+    check(identities.map((i) => i.provider).includes('corp'), 'getUserIdentities lists corp', identities)
+    const kept = ok(await supabase.auth.getSession(), 'getSession').session
+    check(kept && kept.access_token === session.access_token && kept.user.id === user.id, 'getSession has the session', kept)
+    ok(await supabase.auth.getUser(), 'getUser with the session')
+    say({ step: 'getUserIdentities lists corp; getSession has the session' })
+
+    const refusing = createClient(base, anonKey, { auth: { ...options, storage: memoryStorage() } })
+    const again = ok(
+      await refusing.auth.signInWithOAuth({ provider: 'corp', options: { redirectTo: SITE, skipBrowserRedirect: true } }),
+      'signInWithOAuth (to cancel)',
+    )
+    const cancelled = await browse(again.url, true)
+    check(cancelled.origin === SITE && !cancelled.searchParams.has('code'), 'back at the application without a code', cancelled.href)
+    check(cancelled.searchParams.get('error') === 'access_denied' && cancelled.searchParams.get('error_description'), 'access_denied with a reason', cancelled.href)
+    // auth-js reads an error URL only in a browser (detectSessionInUrl); the API a Node app has
+    // is the exchange, which the server refuses for a code it never issued.
+    const bogus = await refusing.auth.exchangeCodeForSession('not-a-code-we-were-given')
+    check(isAuthApiError(bogus.error), 'an AuthApiError for a bad code', bogus.error?.name)
+    refused(bogus, 'exchangeCodeForSession with a bad code', 404, 'flow_state_not_found')
+    check(!bogus.data.session && !(await refusing.auth.getSession()).data.session, 'no session after a refusal')
+    say({ step: 'refusal: Cancel at the provider gives ?error=access_denied; a bad code flow_state_not_found' })
   },
   // signUp to signOut, recovery and sign-in codes and links from real mail, PKCE, typed errors.
   // The service's sessions.reuse_interval is 1 s.
