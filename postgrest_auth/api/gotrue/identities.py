@@ -18,6 +18,11 @@ from .shapes import full_user_json
 router = APIRouter(tags=["gotrue"])
 
 
+def _to_provider(url: str, skip_http_redirect: bool) -> RedirectResponse | dict[str, Any]:
+    """auth-js `linkIdentity` asks for the URL as JSON; a browser follows the redirect."""
+    return {"url": url} if skip_http_redirect else RedirectResponse(url, status_code=302)
+
+
 @router.get("/authorize", summary="Start a sign-in at an external provider", response_model=None)
 async def authorize(
     services: ServicesDep,
@@ -30,7 +35,7 @@ async def authorize(
     url = await redirect_to_provider(
         services, provider, redirect_to, challenge_of(code_challenge, code_challenge_method)
     )
-    return {"url": url} if skip_http_redirect else RedirectResponse(url, status_code=302)
+    return _to_provider(url, skip_http_redirect)
 
 
 @router.get(
@@ -54,7 +59,7 @@ async def link_identity(
         challenge_of(code_challenge, code_challenge_method),
         caller.user,
     )
-    return {"url": url} if skip_http_redirect else RedirectResponse(url, status_code=302)
+    return _to_provider(url, skip_http_redirect)
 
 
 @router.delete("/user/identities/{identity_id}", summary="Unlink a provider from the account")
