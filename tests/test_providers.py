@@ -17,7 +17,7 @@ import httpx
 import jwt
 import pytest
 
-from .email_flows import audit_events
+from .email_flows import audit_events, secret_to
 from .oidc_support import OidcProvider, forget_provider_session, log_in
 from .provider_standins import (
     GITHUB_USERS,
@@ -416,3 +416,28 @@ def test_presets_sign_in(
             assert (profile["email"] or None) == email
         finally:
             service.stop()
+
+
+def test_a_provider_account_sets_a_password_through_recovery(
+    stack: Stack, smtp: SmtpServer
+) -> None:
+    with stack.gotrue() as api, httpx.Client(timeout=30) as browser:
+        back_from_provider(stack, browser, provider_url(api))
+        r = api.post(
+            "/token?grant_type=password",
+            json={"email": "alice@example.test", "password": PASSWORD},
+        )
+        assert r.status_code == 400  # no password yet
+        assert api.post("/recover", json={"email": "alice@example.test"}).status_code == 200
+        mailed = secret_to(smtp, "alice@example.test", "Recover")
+        assert "None" not in mailed.text and "Hello ," not in mailed.text, mailed.text
+        r = api.post("/verify", json={"type": "recovery", "token_hash": mailed.token_hash})
+        assert r.status_code == 200, r.text
+        recovered = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        assert api.put("/user", json={"password": PASSWORD}, headers=recovered).status_code == 200
+        r = api.post(
+            "/token?grant_type=password",
+            json={"email": "alice@example.test", "password": PASSWORD},
+        )
+        assert r.status_code == 200, r.text
+        assert [i["provider"] for i in r.json()["user"]["identities"]] == ["email", "corp"]
