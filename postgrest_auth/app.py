@@ -68,6 +68,7 @@ async def _sweep(services: Services) -> None:
                 await services.store.delete_old_one_time_tokens(conn, 86400)
                 await services.store.delete_old_flow_states(conn)
                 await services.identities.delete_old_flows(conn)
+                await services.factors.delete_old_challenges(conn, 86400)
             log.info("janitor: removed %s ended sessions", removed)
         except Exception as exc:
             log.warning("janitor: %s", type(exc).__name__)

@@ -54,17 +54,23 @@ class RateLimiter:
             await self.store.forgive_rate_limit(conn, f"verify:{subject.lower()}")
 
     async def hit_factor(self, conn: Connection, factor_id: str, limit: Limit) -> None:
-        """One more code tried against a second factor, counted before it is checked."""
-        await self._hit(conn, f"factor:{factor_id}", limit)
+        """One more code tried against a second factor, counted before it is checked; counted
+        even with rate_limits.enabled off, since six digits fall to unlimited guessing."""
+        await self._hit(conn, f"factor:{factor_id}", limit, always=True)
 
     async def forgive_factor(self, conn: Connection, factor_id: str) -> None:
-        if self.settings.enabled:
-            await self.store.forgive_rate_limit(conn, f"factor:{factor_id}")
+        await self.store.forgive_rate_limit(conn, f"factor:{factor_id}")
 
     async def _hit(
-        self, conn: Connection, key: str, limit: Limit, code: Code = Code.RATE_LIMITED
+        self,
+        conn: Connection,
+        key: str,
+        limit: Limit,
+        code: Code = Code.RATE_LIMITED,
+        *,
+        always: bool = False,
     ) -> None:
-        if not self.settings.enabled:
+        if not (self.settings.enabled or always):
             return
         hits, started = await self.store.hit_rate_limit(conn, key, limit.window)
         if hits > limit.requests:

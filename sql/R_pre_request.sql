@@ -5,6 +5,16 @@
 -- are small definer helpers with a fixed search_path, and the functions PostgREST calls run as
 -- their caller.
 
+create or replace function {{schema}}.session_aal(amr jsonb) returns text
+language sql immutable as $$
+  -- a second factor (a TOTP code, or a recovery code standing in for it) among the session's
+  -- methods makes it aal2
+  select case when coalesce(amr, '[]') @> '[{"method": "totp"}]'
+                or coalesce(amr, '[]') @> '[{"method": "mfa/recovery_code"}]'
+              then 'aal2' else 'aal1' end;
+$$;
+comment on function {{schema}}.session_aal(jsonb) is 'GoTrue''s authenticator assurance level of a session''s methods (amr): the one rule the claims, the service''s checks and the sessions it ends on a first factor share. Reads nothing, so it holds no privilege.';
+
 drop function if exists {{schema}}.access_claims({{schema}}.{{table}}, uuid);
 create or replace function {{schema}}.access_claims(u {{schema}}.{{table}}, session_id uuid, amr jsonb)
 returns jsonb language sql immutable as $$
@@ -20,11 +30,7 @@ returns jsonb language sql immutable as $$
       'app_metadata', u.app_metadata,
       'user_metadata', u.user_metadata,
       'is_anonymous', false,
-      -- GoTrue's assurance level: a second factor (a TOTP code, or a recovery code standing
-      -- in for it) in the session's methods makes it aal2
-      'aal', case when coalesce(amr, '[]') @> '[{"method": "totp"}]'
-                    or coalesce(amr, '[]') @> '[{"method": "mfa/recovery_code"}]'
-                  then 'aal2' else 'aal1' end,
+      'aal', {{schema}}.session_aal(amr),
       'amr', coalesce(amr, '[]'))
     || case when u.username is null then '{}'::jsonb else jsonb_build_object('username', u.username) end
     || case when u.email is null then '{}'::jsonb else jsonb_build_object('email', u.email) end

@@ -5,6 +5,7 @@ serves aal2 sessions only."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -160,6 +161,7 @@ def test_recovery_codes_stand_in_once_for_a_lost_phone(api: httpx.Client) -> Non
     generated = r.json()
     assert generated["type"] == "recovery_code" and generated["total"] == 10
     assert len(set(generated["codes"])) == 10
+    assert all(re.fullmatch(r"(?:[a-z2-9]{4}-){3}[a-z2-9]{4}", c) for c in generated["codes"])
 
     # The phone is lost: a new sign-in is aal1, and a recovery code lifts it to aal2 once.
     lost = password_session(api)
@@ -265,3 +267,62 @@ def test_operators_remove_a_lost_factor(api: httpx.Client, service: Service, tmp
     assert result.returncode == 0, result.stderr
     assert "removed 1 second factor" in result.stderr
     assert api.get(f"/admin/users/{uid}/factors", headers=admin).json() == []
+
+
+def test_a_first_factor_ends_aal1_sessions_and_guards_password_and_address(
+    api: httpx.Client,
+) -> None:
+    """Sessions opened before the factor (perhaps with a stolen password) end with its first
+    code; unfinished enrolments go; from then on a password alone changes neither the
+    password nor the address, and changes nothing else on the way."""
+    session = signed_in(api)
+    elsewhere = password_session(api)
+    forgotten = enroll(api, session, "forgotten")
+    phone = enroll(api, session, "phone")
+    r = answer(api, session, phone["id"], pyotp.TOTP(phone["totp"]["secret"]).now())
+    assert r.status_code == 200, r.text
+    stepped = r.json()
+    assert api.get("/user", headers=bearer(elsewhere)).status_code in (401, 403)
+    r = api.post(
+        "/token?grant_type=refresh_token", json={"refresh_token": elsewhere["refresh_token"]}
+    )
+    assert r.status_code == 400
+    factors = api.get("/user", headers=bearer(stepped)).json()["factors"]
+    assert [f["id"] for f in factors] == [phone["id"]]
+    r = api.post(f"/factors/{forgotten['id']}/challenge", json={}, headers=bearer(stepped))
+    assert r.status_code == 404
+
+    aal1 = password_session(api)
+    r = api.put(
+        "/user",
+        json={"password": "a new password 2", "data": {"colour": "red"}},
+        headers=bearer(aal1),
+    )
+    assert r.status_code == 403 and r.json()["code"] == "insufficient_aal", r.text
+    r = api.put("/user", json={"email": "thief@example.com"}, headers=bearer(aal1))
+    assert r.status_code == 403 and r.json()["code"] == "insufficient_aal", r.text
+    user = api.get("/user", headers=bearer(aal1)).json()
+    assert user["email"] == "alice@example.com" and "colour" not in user["user_metadata"]
+    assert claims(password_session(api))["aal"] == "aal1"  # the password still works
+    # From aal2, both may change.
+    r = api.put("/user", json={"password": "a new password 2"}, headers=bearer(stepped))
+    assert r.status_code == 200, r.text
+
+
+def test_removing_the_last_factor_leaves_no_session_at_aal2(api: httpx.Client) -> None:
+    factor, first = enrolled_aal2(api)
+    second_login = password_session(api)
+    r = answer(api, second_login, factor["id"], next_step_code(factor["totp"]["secret"]))
+    assert r.status_code == 200, r.text
+    second = r.json()
+    r = api.delete(f"/factors/{factor['id']}", headers=bearer(first))
+    assert r.status_code == 200, r.text
+    for session in (first, second):
+        r = api.post(
+            "/token?grant_type=refresh_token", json={"refresh_token": session["refresh_token"]}
+        )
+        assert r.status_code == 200, r.text
+        assert claims(r.json())["aal"] == "aal1"
+    # The session that removed it is aal1 too: no recovery codes without a factor.
+    r = api.post("/factors/recovery-codes", headers=bearer(first))
+    assert r.status_code == 403

@@ -121,6 +121,9 @@ def test_totp_steps_one_either_side_and_never_twice() -> None:
     assert matching_step(secret, totp.at(now), now, after=step) is None
     assert matching_step(secret, "12345", now, None) is None
     assert matching_step(secret, "abcdef", now, None) is None
+    # Digits of another script: isdigit() says yes, the comparison would raise.
+    arabic = "".join(chr(0x0660 + int(d)) for d in totp.at(now))
+    assert matching_step(secret, arabic, now, None) is None
 
 
 def test_recovery_codes_ignore_case_spaces_and_dashes() -> None:

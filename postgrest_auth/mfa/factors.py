@@ -18,7 +18,7 @@ from ..errors import Code, ServiceError, field_error, invalid
 from ..services import Services
 from ..store import Connection, Row
 from . import qr, totp
-from .session_level import TOTP, require_aal2, step_up
+from .session_level import SECOND_FACTORS, TOTP, require_aal2, step_up
 
 MAX_FRIENDLY_NAME = 100
 
@@ -77,7 +77,7 @@ async def enroll(
             raise ServiceError(
                 Code.TOO_MANY_FACTORS, "Maximum number of factors reached, unenroll to continue"
             )
-        if any(f["status"] == "verified" for f in totps):
+        if any(f["status"] == "verified" for f in factors):
             await require_aal2(services, conn, caller, "enroll a new factor")
         try:
             factor = await services.factors.insert_factor(
@@ -99,12 +99,14 @@ async def _own_factor(services: Services, conn: Connection, caller: Caller, fact
 
 
 async def challenge(services: Services, client: ClientInfo, caller: Caller, factor_id: str) -> Row:
-    """A challenge for the factor: `id` and `expires_at` (Unix seconds)."""
+    """A challenge for the factor: `id` and `expires_at` (Unix seconds). Counted as the
+    account's other attempts are, so challenges cannot pile up."""
     _enabled(services)
     async with services.pool.acquire() as conn:
         factor = await _own_factor(services, conn, caller, factor_id)
         if factor["factor_type"] != "totp":
             raise ServiceError(Code.MFA_FACTOR_NOT_FOUND, "Only a TOTP factor is challenged")
+        await services.limiter.hit_account(conn, "mfa_challenge", str(caller.user["id"]))
         return await services.factors.create_challenge(
             conn, factor_id, client.address, services.settings.mfa.challenge_seconds
         )
@@ -119,8 +121,11 @@ async def verify(
     code: str,
 ) -> Grant:
     """The factor's code for the challenge: the factor becomes verified (at its first code)
-    and the caller's session aal2, with new tokens. Every code works once; five wrong codes
-    per factor in five minutes (`mfa.failures`) and the factor waits."""
+    and the caller's session aal2, with new tokens. At a factor's first code the account's
+    aal1 sessions end (opened before the factor, perhaps with a stolen password) and its
+    unfinished enrolments go, as GoTrue does. Every code works once; five wrong codes per
+    factor in five minutes (`mfa.failures`) and the factor waits. A factor enrolled before
+    another was verified is still only verified from an aal2 session."""
     _enabled(services)
     limit = services.settings.mfa
     user_id = caller.user["id"]
@@ -141,14 +146,22 @@ async def verify(
             factor["secret"], code, datetime.now(UTC), factor["last_used_step"]
         )
         async with conn.transaction():
+            if factor["status"] == "unverified":
+                await services.factors.lock_user(conn, user_id)
+                if await services.factors.has_verified_factor(conn, user_id):
+                    await require_aal2(services, conn, caller, "verify another factor")
             if step is not None and await services.factors.accept_code(
-                conn, factor_id, challenge_id, step
+                conn, factor_id, challenge_id, step, limit.challenge_seconds
             ):
                 await services.limiter.forgive_factor(conn, factor_id)
                 await record(
                     services, conn, Event.FACTOR_VERIFIED, user_id, client, factor=factor_id
                 )
-                return await step_up(services, conn, caller, TOTP)
+                granted = await step_up(services, conn, caller, TOTP)
+                if factor["status"] == "unverified":
+                    await services.factors.end_aal1_sessions(conn, user_id, granted.session_id)
+                    await services.factors.delete_unverified_factors(conn, user_id)
+                return granted
         await record(services, conn, Event.FACTOR_FAILED, user_id, client, factor=factor_id)
     raise ServiceError(Code.MFA_VERIFICATION_FAILED, "Invalid TOTP code entered")
 
@@ -167,9 +180,12 @@ async def unenroll(services: Services, client: ClientInfo, caller: Caller, facto
 
 
 async def _drop_orphan_recovery_codes(services: Services, conn: Connection, user_id: int) -> None:
+    """Without a verified TOTP factor, the recovery codes go, and no session of the user
+    stays aal2 on a factor it no longer has (GoTrue downgrades them too)."""
     remaining = await services.factors.factors_of(conn, user_id)
     if not any(f["factor_type"] == "totp" and f["status"] == "verified" for f in remaining):
         await services.factors.delete_recovery_factor(conn, user_id)
+        await services.factors.downgrade_sessions(conn, user_id, list(SECOND_FACTORS))
 
 
 async def remove_by_admin(

@@ -5,6 +5,7 @@ session to aal2 — after which the user can remove the lost factor and enrol a 
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass
 
@@ -19,9 +20,11 @@ from .session_level import RECOVERY_CODE, require_aal2, step_up
 
 COUNT = 10
 DEFAULT_NAME = "Recovery codes"
-# 10 characters of this alphabet: 50 bits each; no 0/o, 1/l/i to misread.
+# 16 characters of this alphabet: 79 bits each, beyond guessing even from a stolen digest;
+# no 0/o, 1/l/i to misread.
 ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
-LENGTH = 10
+LENGTH = 16
+GROUP = 4
 
 
 @dataclass(frozen=True)
@@ -38,11 +41,13 @@ def canonical(code: str) -> str:
 
 def _new_code() -> str:
     raw = "".join(secrets.choice(ALPHABET) for _ in range(LENGTH))
-    return f"{raw[:5]}-{raw[5:]}"
+    return "-".join(raw[i : i + GROUP] for i in range(0, LENGTH, GROUP))
 
 
-def _digest(services: Services, factor_id: str, code: str) -> bytes:
-    return services.tokens.code_digest(f"recovery_code:{factor_id}:{canonical(code)}")
+def _digest(factor_id: str, code: str) -> bytes:
+    """Unkeyed, so codes outlive a rotation of the signing keys (they live for years); the
+    codes' 79 bits are what keeps a stolen digest from giving its code back."""
+    return hashlib.sha256(f"recovery_code:{factor_id}:{canonical(code)}".encode()).digest()
 
 
 async def _recovery_factor(services: Services, conn: Connection, user_id: int) -> Row | None:
@@ -58,14 +63,19 @@ async def generate(
     async with services.pool.acquire() as conn, conn.transaction():
         await services.factors.lock_user(conn, user_id)
         await require_aal2(services, conn, caller, "generate recovery codes")
-        factor = await _recovery_factor(services, conn, user_id)
+        factors = await services.factors.factors_of(conn, user_id)
+        if not any(f["factor_type"] == "totp" and f["status"] == "verified" for f in factors):
+            raise ServiceError(
+                Code.MFA_FACTOR_NOT_FOUND, "Recovery codes stand in for a verified TOTP factor"
+            )
+        factor = next((f for f in factors if f["factor_type"] == "recovery_code"), None)
         if factor is None:
             factor = await services.factors.insert_factor(
                 conn, user_id, friendly_name or DEFAULT_NAME, "recovery_code", None
             )
         codes = [_new_code() for _ in range(COUNT)]
         await services.factors.replace_recovery_codes(
-            conn, factor["id"], [_digest(services, factor["id"], c) for c in codes]
+            conn, factor["id"], [_digest(factor["id"], c) for c in codes]
         )
         await record(services, conn, Event.RECOVERY_CODES_GENERATED, user_id, client)
     return RecoveryCodes(factor["id"], factor["friendly_name"], codes)
@@ -88,7 +98,7 @@ async def verify(services: Services, client: ClientInfo, caller: Caller, code: s
         if factor is None:
             raise ServiceError(Code.MFA_FACTOR_NOT_FOUND, "No recovery codes for this account")
         await services.limiter.hit_factor(conn, factor["id"], services.settings.mfa.failures)
-        digest = _digest(services, factor["id"], code)
+        digest = _digest(factor["id"], code)
         async with conn.transaction():
             if await services.factors.spend_recovery_code(conn, factor["id"], digest):
                 await services.limiter.forgive_factor(conn, factor["id"])

@@ -20,13 +20,21 @@ SECOND_FACTORS = (TOTP, RECOVERY_CODE)
 async def is_aal2(services: Services, conn: Connection, caller: Caller) -> bool:
     if caller.session_id is None:
         return False
-    amr = await services.factors.session_amr(conn, caller.session_id)
-    return any(entry.get("method") in SECOND_FACTORS for entry in amr)
+    return await services.factors.session_is_aal2(conn, caller.session_id)
 
 
 async def require_aal2(services: Services, conn: Connection, caller: Caller, why: str) -> None:
     if not await is_aal2(services, conn, caller):
         raise ServiceError(Code.INSUFFICIENT_AAL, f"AAL2 required to {why}")
+
+
+async def require_aal2_if_enrolled(
+    services: Services, conn: Connection, caller: Caller, why: str
+) -> None:
+    """Once an account has a verified second factor, a password alone does not change its
+    password or address (GoTrue's rule), else a stolen password would take the account."""
+    if await services.factors.has_verified_factor(conn, caller.user["id"]):
+        await require_aal2(services, conn, caller, why)
 
 
 async def step_up(services: Services, conn: Connection, caller: Caller, method: str) -> Grant:

@@ -10,6 +10,7 @@ FACTOR_COLUMNS = "id::text, friendly_name, factor_type, status, created_at, upda
 class FactorStore:
     def __init__(self, store: Store) -> None:
         schema = store.users.rsplit(".", 1)[0]
+        self.schema = schema
         self.users = store.users
         self.sessions = store.sessions
         self.retired_tokens = store.retired_tokens
@@ -29,6 +30,15 @@ class FactorStore:
             f"select user_id, {FACTOR_COLUMNS} from {self.factors} where user_id = any($1)"
             " order by created_at",
             user_ids,
+        )
+
+    async def has_verified_factor(self, conn: Connection, user_id: int) -> bool:
+        return bool(
+            await conn.fetchval(
+                f"select exists (select from {self.factors} where user_id = $1"
+                " and status = 'verified')",
+                user_id,
+            )
         )
 
     async def lock_user(self, conn: Connection, user_id: int) -> None:
@@ -100,24 +110,37 @@ class FactorStore:
         )
 
     async def accept_code(
-        self, conn: Connection, factor_id: str, challenge_id: str, step: int
+        self, conn: Connection, factor_id: str, challenge_id: str, step: int, seconds: int
     ) -> bool:
-        """The step becomes the factor's last; false if a code of this step or a later one
-        was accepted meanwhile (the same code, twice at once: one wins)."""
+        """In one statement, the live challenge is answered and the step becomes the factor's
+        last; false if the challenge was answered meanwhile or a code of this step or a later
+        one was accepted (two codes at once: one wins)."""
         row = await conn.fetchrow(
-            f"update {self.factors} set last_used_step = $2, status = 'verified',"
+            f"with answered as (update {self.challenges} set verified_at = now()"
+            " where id::text = $3 and factor_id::text = $1 and verified_at is null"
+            " and created_at > now() - make_interval(secs => $4) returning id)"
+            f" update {self.factors} set last_used_step = $2, status = 'verified',"
             " updated_at = now() where id::text = $1"
-            " and (last_used_step is null or last_used_step < $2) returning id",
+            " and (last_used_step is null or last_used_step < $2)"
+            " and exists (select from answered) returning id",
             factor_id,
             step,
-        )
-        if row is None:
-            return False
-        await conn.execute(
-            f"update {self.challenges} set verified_at = now() where id::text = $1",
             challenge_id,
+            seconds,
         )
-        return True
+        return row is not None
+
+    async def delete_old_challenges(self, conn: Connection, older_than_seconds: int) -> None:
+        await conn.execute(
+            f"delete from {self.challenges} where created_at < now() - make_interval(secs => $1)",
+            older_than_seconds,
+        )
+
+    async def delete_unverified_factors(self, conn: Connection, user_id: int) -> None:
+        """Once a factor is verified, the user's other unfinished enrolments go."""
+        await conn.execute(
+            f"delete from {self.factors} where user_id = $1 and status = 'unverified'", user_id
+        )
 
     async def replace_recovery_codes(
         self, conn: Connection, factor_id: str, code_hashes: list[bytes]
@@ -146,11 +169,35 @@ class FactorStore:
         )
         return row is not None
 
-    async def session_amr(self, conn: Connection, session_id: str) -> list[dict[str, object]]:
-        amr = await conn.fetchval(
-            f"select amr from {self.sessions} where id = $1::uuid and {LIVE}", session_id
+    async def session_is_aal2(self, conn: Connection, session_id: str) -> bool:
+        return bool(
+            await conn.fetchval(
+                f"select {self.schema}.session_aal(amr) = 'aal2' from {self.sessions}"
+                f" where id = $1::uuid and {LIVE}",
+                session_id,
+            )
         )
-        return list(amr or [])
+
+    async def end_aal1_sessions(self, conn: Connection, user_id: int, keep: str) -> None:
+        """A first factor verified: the user's sessions that did not prove it end (GoTrue's
+        InvalidateSessionsWithAALLessThan), but the caller's."""
+        await conn.execute(
+            f"update {self.sessions} set revoked_at = now() where user_id = $1"
+            f" and revoked_at is null and id <> $2::uuid"
+            f" and {self.schema}.session_aal(amr) <> 'aal2'",
+            user_id,
+            keep,
+        )
+
+    async def downgrade_sessions(self, conn: Connection, user_id: int, methods: list[str]) -> None:
+        """The last second factor gone: no session of the user counts `methods` any more."""
+        await conn.execute(
+            f"update {self.sessions} s set amr = coalesce((select jsonb_agg(e)"
+            " from jsonb_array_elements(s.amr) e where e->>'method' <> all($2::text[])), '[]')"
+            " where user_id = $1 and revoked_at is null",
+            user_id,
+            methods,
+        )
 
     async def step_up_session(
         self,

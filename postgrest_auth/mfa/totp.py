@@ -22,7 +22,7 @@ def provisioning_uri(secret: str, account: str, issuer: str) -> str:
 def matching_step(secret: str, code: str, now: datetime, after: int | None) -> int | None:
     """The step (within ±1 of now) whose code this is, if later than `after`; else None."""
     code = code.strip()
-    if len(code) != 6 or not code.isdigit():
+    if len(code) != 6 or not (code.isascii() and code.isdigit()):  # not "١٢٣٤٥٦"
         return None
     totp = pyotp.TOTP(secret)
     current = totp.timecode(now)

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from ...accounts import sessions
 from ...accounts.confirmation import AwaitingConfirmation
 from ...accounts.email_change import change_own_email
-from ...accounts.password_change import set_own_password
+from ...accounts.password_change import may_change_credentials, set_own_password
 from ...accounts.pkce import exchange_code
 from ...accounts.profile import update_user_metadata
 from ...accounts.signup import sign_up as sign_up_user
@@ -146,6 +146,8 @@ async def update_user(
     address (with `email.confirm` it waits in `new_email` for the new address to confirm)."""
     _no_phone(form.phone)
     user = caller.user
+    if form.password is not None or form.email is not None:  # refused before any change
+        await may_change_credentials(services, caller)
     if form.data is not None:
         user = await update_user_metadata(services, client, caller, form.data)
     if form.password is not None:
@@ -154,7 +156,9 @@ async def update_user(
         )
     if form.email is not None:
         link = verify_link(services.settings, redirect_to, form.challenge())
-        user = await change_own_email(services, client, user, form.email, link)
+        user = await change_own_email(
+            services, client, sessions.Caller(user, caller.session_id), form.email, link
+        )
     return await full_user_json(services, user)
 
 
