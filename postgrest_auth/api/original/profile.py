@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from ...accounts import Caller, profile
 from ...accounts.deletion import delete_account
-from ...accounts.password_change import set_own_password
+from ...accounts.password_change import may_change_credentials, set_own_password
 from ...errors import field_error, invalid
 from ...store import Row
 from ..caller import CallerDep
@@ -55,6 +55,8 @@ async def update_user(
     if not form.model_fields_set & {"user_metadata", "password"}:
         raise invalid([field_error("user_metadata", "give user_metadata, password or both")])
     updated = caller.user
+    if form.password is not None:  # refused before any change
+        await may_change_credentials(services, caller)
     if "user_metadata" in form.model_fields_set:
         updated = await profile.update_user_metadata(services, client, caller, form.user_metadata)
     if form.password is not None:
