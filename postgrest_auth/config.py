@@ -12,10 +12,18 @@ import re
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import json5
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_CONFIG_FILE = "postgrest-auth.json"
@@ -271,10 +279,18 @@ class Provider(Section):
 
     @field_validator("issuer", "url", "api_url")
     @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", value):
-            raise ValueError("must be an absolute http(s) URL without query or fragment")
-        return None if value is None else value.rstrip("/")
+    def _https_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """https, but on this machine: the client secret and the signing keys travel here.
+        An issuer stays as written, since id_tokens must name it exactly (Auth0's ends in /)."""
+        if value is None:
+            return None
+        found = re.match(r"^(https?)://([^/?#\s]+)(/[^?#\s]*)?$", value)
+        if found is None:
+            raise ValueError("must be an absolute https URL without query or fragment")
+        host = urlsplit(value).hostname
+        if found.group(1) == "http" and host not in ("localhost", "127.0.0.1", "::1"):
+            raise ValueError("must be https (http only for localhost)")
+        return value if info.field_name == "issuer" else value.rstrip("/")
 
 
 class Mfa(Section):

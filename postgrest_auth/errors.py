@@ -12,6 +12,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+import asyncpg
+
 
 class Code(StrEnum):
     # the request itself
@@ -103,3 +105,21 @@ def invalid(
     errors: list[dict[str, Any]], message: str = "Some fields are not valid"
 ) -> ServiceError:
     return ServiceError(Code.VALIDATION_FAILED, message, errors)
+
+
+# What a lost or restarting database raises; answered 503 and never logged as a crash.
+DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    # 55000 at connect: the database is not accepting connections (allow_connections false)
+    asyncpg.ObjectNotInPrerequisiteStateError,
+    # a connection killed mid-statement can leave asyncpg's protocol in a state it refuses
+    asyncpg.InternalClientError,
+    # the database asks for the transaction to be tried again
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+)

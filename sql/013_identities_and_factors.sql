@@ -41,6 +41,7 @@ create table if not exists {{schema}}.provider_flow_state (
   code_challenge_method text check (code_challenge_method in ('s256', 'plain')),
   link_user_id integer references {{schema}}.{{table}} (id) on delete cascade,
   set_cookie boolean not null default false,
+  browser_hash bytea not null,
   created_at timestamptz not null default now(),
   expires_at timestamptz not null
 );
@@ -51,6 +52,7 @@ comment on column {{schema}}.provider_flow_state.code_verifier is 'Our PKCE veri
 comment on column {{schema}}.provider_flow_state.redirect_to is 'Where the browser returns (allow-listed when the flow began).';
 comment on column {{schema}}.provider_flow_state.code_challenge is 'The frontend''s own PKCE challenge: the return then carries an authorization code only its verifier can exchange.';
 comment on column {{schema}}.provider_flow_state.set_cookie is 'The flow began at the original API in cookie mode: the callback sets the session cookie instead of putting tokens in the URL.';
+comment on column {{schema}}.provider_flow_state.browser_hash is 'SHA-256 of the secret of a cookie set in the browser that began the flow: the callback refuses any other browser, so nobody can hand theirs to someone else (login CSRF, or linking their own identity into another''s account).';
 comment on column {{schema}}.provider_flow_state.link_user_id is 'Set when a signed-in user links another provider: the identity joins this account.';
 create index if not exists provider_flow_state_expires_at_idx
   on {{schema}}.provider_flow_state (expires_at);

@@ -59,6 +59,17 @@ def settings_with(providers: dict[str, object]) -> None:
             },
             "client secret is empty",
         ),
+        (
+            {
+                "corp": {
+                    "kind": "oidc",
+                    "issuer": "http://login.example.com",
+                    "client_id": "x",
+                    "client_secret": "s",
+                }
+            },
+            "must be https",
+        ),
     ],
 )
 def test_provider_settings_refused_in_one_line(providers: dict[str, object], message: str) -> None:
@@ -84,6 +95,33 @@ def test_provider_secret_from_a_file_is_never_shown(tmp_path: Path) -> None:
         environ=False,
     )
     assert "gh-very-secret" not in repr(settings) and "gh-very-secret" not in str(settings)
+
+
+def test_an_issuer_stays_as_written_and_http_only_on_this_machine() -> None:
+    settings = load_settings(
+        overrides={
+            **BASE,
+            "providers": {
+                "auth0": {
+                    "kind": "oidc",
+                    "issuer": "https://tenant.auth0.example/",
+                    "client_id": "x",
+                    "client_secret": "s",
+                },
+                "ghe": {
+                    "kind": "github",
+                    "url": "http://127.0.0.1:8000/",
+                    "api_url": "http://localhost:8000/api/",
+                    "client_id": "x",
+                    "client_secret": "s",
+                },
+            },
+        },
+        environ=False,
+    )
+    assert settings.providers["auth0"].issuer == "https://tenant.auth0.example/"
+    assert settings.providers["ghe"].url == "http://127.0.0.1:8000"
+    assert settings.providers["ghe"].api_url == "http://localhost:8000/api"
 
 
 def test_github_address_only_if_verified() -> None:

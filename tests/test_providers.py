@@ -149,9 +149,13 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def provider_url(api: httpx.Client, path: str = "/authorize", **params: str) -> str:
-    """Our redirect to the provider, checked to carry state, nonce and our own PKCE."""
-    r = api.get(path, params={"provider": "corp", "redirect_to": SITE + "/back", **params})
+def provider_url(browser: httpx.Client, stack: Stack, **params: str) -> str:
+    """Our redirect to the provider, checked to carry state, nonce and our own PKCE. The
+    flow's cookie stays in `browser`, which must be the one that comes back."""
+    r = browser.get(
+        stack.service.base + "/v1/authorize",
+        params={"provider": "corp", "redirect_to": SITE + "/back", **params},
+    )
     assert r.status_code == 302, r.text
     sent = query_of(r.headers["location"])
     assert sent["state"] and sent["nonce"] and sent["code_challenge_method"] == "S256"
@@ -181,11 +185,18 @@ def test_new_user_signs_in_with_a_code_then_again_implicitly(
 ) -> None:
     verifier, challenge = pkce_pair()
     with stack.gotrue() as api, httpx.Client(timeout=30) as browser:
-        url = provider_url(api, code_challenge=challenge, code_challenge_method="s256")
+        url = provider_url(browser, stack, code_challenge=challenge, code_challenge_method="s256")
         assert query_of(url)["redirect_uri"] == stack.service.base + "/v1/callback"
         back = back_from_provider(stack, browser, url)
         assert back.status_code == 303 and back.headers["location"].startswith(SITE + "/back?")
         code = query_of(back.headers["location"])["code"]
+        # The callback in another browser (a link someone was sent) is refused.
+        with httpx.Client(timeout=30) as elsewhere:
+            url = provider_url(browser, stack)
+            stolen = log_in(browser, url, "alice")
+            refused = query_of(elsewhere.get(stolen).headers["location"])
+        assert (refused["error"], refused["error_code"]) == ("invalid_request", "bad_oauth_state")
+        assert "another browser" in refused["error_description"]
         # A callback is taken once: its state was spent.
         again = query_of(browser.get(str(back.request.url)).headers["location"])
         assert (again["error"], again["error_code"]) == ("invalid_request", "bad_oauth_state")
@@ -206,7 +217,7 @@ def test_new_user_signs_in_with_a_code_then_again_implicitly(
 
         # Signed in at the provider already: no form this time, the same account, and without
         # a frontend challenge the session comes in the fragment.
-        back = back_from_provider(stack, browser, provider_url(api))
+        back = back_from_provider(stack, browser, provider_url(browser, stack))
         fragment = fragment_of(back.headers["location"])
         assert fragment["refresh_token"] and fragment["type"] == "oauth"
         r = api.get("/user", headers={"Authorization": f"Bearer {fragment['access_token']}"})
@@ -231,7 +242,7 @@ def test_verified_address_joins_its_confirmed_account_unverified_never(
         # hand it over, and nothing changes.
         run_sql(dsn, "update auth.users set email_confirmed_at = null")
         with httpx.Client(timeout=30) as browser:
-            back = back_from_provider(stack, browser, provider_url(api))
+            back = back_from_provider(stack, browser, provider_url(browser, stack))
         refused = query_of(back.headers["location"])
         assert (refused["error"], refused["error_code"]) == ("access_denied", "email_exists")
         assert "confirm" in refused["error_description"]
@@ -239,7 +250,7 @@ def test_verified_address_joins_its_confirmed_account_unverified_never(
 
         run_sql(dsn, "update auth.users set email_confirmed_at = now()")
         with httpx.Client(timeout=30) as browser:
-            back = back_from_provider(stack, browser, provider_url(api))
+            back = back_from_provider(stack, browser, provider_url(browser, stack))
         joined = fragment_of(back.headers["location"])
         r = api.get("/user", headers={"Authorization": f"Bearer {joined['access_token']}"})
         alice = r.json()
@@ -255,7 +266,7 @@ def test_verified_address_joins_its_confirmed_account_unverified_never(
 
         # Mallory claims the victim's address, unverified: a new account without an address.
         with httpx.Client(timeout=30) as browser:
-            back = back_from_provider(stack, browser, provider_url(api), login="mallory")
+            back = back_from_provider(stack, browser, provider_url(browser, stack), login="mallory")
         mallory = fragment_of(back.headers["location"])
         r = api.get("/user", headers={"Authorization": f"Bearer {mallory['access_token']}"})
         assert r.json()["email"] in ("", None) and r.json()["id"] != alice_id
@@ -265,35 +276,34 @@ def test_verified_address_joins_its_confirmed_account_unverified_never(
 
 
 def test_what_the_provider_sends_back_is_checked(stack: Stack, dsn: str) -> None:
-    with stack.gotrue() as api:
-        # An id_token whose signature is not the provider's key.
-        stack.provider.tamper("signature")
-        with httpx.Client(timeout=30) as browser:
-            back = back_from_provider(stack, browser, provider_url(api))
-        assert back.headers["location"].startswith(SITE + "/back?")
-        refused = query_of(back.headers["location"])
-        assert refused["error"] == "invalid_request" and "id_token" in refused["error_description"]
-        stack.provider.tamper("none")
+    # An id_token whose signature is not the provider's key.
+    stack.provider.tamper("signature")
+    with httpx.Client(timeout=30) as browser:
+        back = back_from_provider(stack, browser, provider_url(browser, stack))
+    assert back.headers["location"].startswith(SITE + "/back?")
+    refused = query_of(back.headers["location"])
+    assert refused["error"] == "invalid_request" and "id_token" in refused["error_description"]
+    stack.provider.tamper("none")
 
-        # A nonce other than ours (as if an id_token of another sign-in were replayed).
-        url = provider_url(api)
+    # A nonce other than ours (as if an id_token of another sign-in were replayed).
+    with httpx.Client(timeout=30) as browser:
+        url = provider_url(browser, stack)
         forged = url.replace(f"nonce={query_of(url)['nonce']}", "nonce=someone-elses")
-        with httpx.Client(timeout=30) as browser:
-            back = back_from_provider(stack, browser, forged)
-        assert "id_token" in query_of(back.headers["location"])["error_description"]
+        back = back_from_provider(stack, browser, forged)
+    assert "id_token" in query_of(back.headers["location"])["error_description"]
 
-        # The user cancels at the provider.
-        with httpx.Client(timeout=30) as browser:
-            back = back_from_provider(stack, browser, provider_url(api), cancel=True)
-        assert query_of(back.headers["location"])["error"] == "access_denied"
+    # The user cancels at the provider.
+    with httpx.Client(timeout=30) as browser:
+        back = back_from_provider(stack, browser, provider_url(browser, stack), cancel=True)
+    assert query_of(back.headers["location"])["error"] == "access_denied"
 
-        # The provider goes down between the login and the code exchange.
-        with httpx.Client(timeout=30) as browser:
-            callback = log_in(browser, provider_url(api), "alice")
-            stack.provider.stop()
-            back = browser.get(callback)
-        failure = query_of(back.headers["location"])
-        assert failure["error"] == "server_error" and "reached" in failure["error_description"]
+    # The provider goes down between the login and the code exchange.
+    with httpx.Client(timeout=30) as browser:
+        callback = log_in(browser, provider_url(browser, stack), "alice")
+        stack.provider.stop()
+        back = browser.get(callback)
+    failure = query_of(back.headers["location"])
+    assert failure["error"] == "server_error" and "reached" in failure["error_description"]
     assert user_count(dsn) == 0
     reasons = [
         detail.get("reason")
@@ -314,7 +324,19 @@ def test_link_and_unlink_an_identity(stack: Stack, dsn: str) -> None:
             headers=bearer,
         )
         assert r.status_code == 200, r.text
+        # Handed to someone else's browser, the link is refused there: nobody's identity can
+        # be slipped into the account that asked (nor its session into their browser).
         back = back_from_provider(stack, browser, r.json()["url"])
+        refused = query_of(back.headers["location"])
+        assert (refused["error"], refused["error_code"]) == ("invalid_request", "bad_oauth_state")
+        assert api.get("/user", headers=bearer).json()["identities"][-1]["provider"] == "email"
+        r = api.get(
+            "/user/identities/authorize",
+            params={"provider": "corp", "redirect_to": SITE, "skip_http_redirect": "true"},
+            headers=bearer,
+        )
+        forget_provider_session(browser)
+        back = back_from_provider(stack, api, r.json()["url"])  # the browser that asked
         assert "access_token" in fragment_of(back.headers["location"]), back.headers
         user = api.get("/user", headers=bearer).json()
         corp = [i for i in user["identities"] if i["provider"] == "corp"]
@@ -328,11 +350,11 @@ def test_link_and_unlink_an_identity(stack: Stack, dsn: str) -> None:
             params={"provider": "corp", "redirect_to": SITE, "skip_http_redirect": "true"},
             headers=other,
         )
-        back = back_from_provider(stack, browser, r.json()["url"])
+        back = back_from_provider(stack, api, r.json()["url"])
         assert query_of(back.headers["location"])["error_code"] == "identity_already_exists"
 
         # Signing in at the provider now opens the linked account.
-        back = back_from_provider(stack, browser, provider_url(api))
+        back = back_from_provider(stack, browser, provider_url(browser, stack))
         signed = fragment_of(back.headers["location"])
         by_provider = {"Authorization": f"Bearer {signed['access_token']}"}
         assert api.get("/user", headers=by_provider).json()["id"] == user["id"]
@@ -422,7 +444,7 @@ def test_a_provider_account_sets_a_password_through_recovery(
     stack: Stack, smtp: SmtpServer
 ) -> None:
     with stack.gotrue() as api, httpx.Client(timeout=30) as browser:
-        back_from_provider(stack, browser, provider_url(api))
+        back_from_provider(stack, browser, provider_url(browser, stack))
         r = api.post(
             "/token?grant_type=password",
             json={"email": "alice@example.test", "password": PASSWORD},

@@ -6,35 +6,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from ..errors import DATABASE_RETRY_AFTER, Code, ServiceError
+from ..errors import DATABASE_RETRY_AFTER, DATABASE_UNAVAILABLE_ERRORS, Code, ServiceError
 from .original.errors import render as render_original
 
 log = logging.getLogger(__name__)
 
 Renderer = Callable[[ServiceError], Response]
-
-# What a lost or restarting database raises; answered 503 and never logged as a crash.
-DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    # 55000 at connect: the database is not accepting connections (allow_connections false)
-    asyncpg.ObjectNotInPrerequisiteStateError,
-    # a connection killed mid-statement can leave asyncpg's protocol in a state it refuses
-    asyncpg.InternalClientError,
-    # the database asks for the transaction to be tried again
-    asyncpg.DeadlockDetectedError,
-    asyncpg.SerializationError,
-)
 
 HTTP_CODES = {404: Code.NOT_FOUND, 405: Code.METHOD_NOT_ALLOWED}
 
@@ -102,7 +84,7 @@ def install_error_handlers(app: FastAPI, shapes: ErrorShapes) -> None:
         )
         return shapes.render(request.url.path, refusal)
 
-    for exc_class in DATABASE_UNAVAILABLE:
+    for exc_class in DATABASE_UNAVAILABLE_ERRORS:
         app.add_exception_handler(exc_class, database_unavailable)
 
     @app.exception_handler(Exception)

@@ -5,15 +5,16 @@ every provider). Whatever fails ends on the frontend's `redirect_to` with `error
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
+from ..accounts import Caller, ClientInfo
 from ..accounts.links import Challenge
 from ..accounts.pkce import AuthCode
 from ..errors import field_error, invalid
 from ..identities import flow
+from ..identities.statements import FLOW_SECONDS
 from ..services import Services
-from ..store import Row
 from .deps import ClientDep, ServicesDep
 from .fragments import redirect_with_fragment, session_fragment, with_query
 from .gotrue.errors import GOTRUE
@@ -25,17 +26,22 @@ CALLBACK_PATH = "/v1/callback"
 router = APIRouter(tags=["providers"])
 
 
-async def redirect_to_provider(
+async def to_provider(
     services: Services,
+    client: ClientInfo,
     provider: str | None,
     redirect_to: str | None,
     challenge: Challenge | None = None,
-    link_user: Row | None = None,
+    link: Caller | None = None,
     *,
     set_cookie: bool = False,
-) -> str:
-    """The provider's URL to send the browser to. `redirect_to` falls back to the site URL
-    when not allowed (GoTrue's rule); with neither, there would be nowhere to come back to."""
+    as_json: bool = False,
+) -> Response:
+    """Sends the browser to the provider: a 302, or `{"url": …}` for a frontend that
+    navigates itself; either sets the cookie that ties the flow to this browser (a fetch
+    from another origin does not keep it, so linking needs the frontend at the service's
+    origin, behind the same proxy). `redirect_to` falls back to the site URL when not allowed
+    (GoTrue's rule); with neither, there would be nowhere to come back to."""
     services.providers.get(provider)
     target = redirect_target(services.settings, redirect_to)
     if target is None:
@@ -43,11 +49,30 @@ async def redirect_to_provider(
             [field_error("redirect_to", "give an allowed redirect_to, or set gotrue.site_url")]
         )
     try:
-        return await flow.begin(
-            services, provider or "", target, challenge, link_user, set_cookie=set_cookie
+        start = await flow.begin(
+            services, client, provider or "", target, challenge, link, set_cookie=set_cookie
         )
     except flow.FlowFailure as exc:
-        return _failure_url(exc.redirect_to or target, exc)
+        return _send(_failure_url(exc.redirect_to or target, exc), as_json)
+    response = _send(start.url, as_json)
+    response.set_cookie(
+        start.cookie_name,
+        start.cookie_value,
+        max_age=FLOW_SECONDS,
+        path=_callback_path(services),
+        secure=services.settings.cookie.secure,
+        httponly=True,
+        samesite="lax",  # sent on the provider's top-level redirect back
+    )
+    return response
+
+
+def _send(url: str, as_json: bool) -> Response:
+    return JSONResponse({"url": url}) if as_json else RedirectResponse(url, status_code=302)
+
+
+def _callback_path(services: Services) -> str:
+    return services.settings.prefix + CALLBACK_PATH
 
 
 def _failure_url(target: str, failure: flow.FlowFailure) -> str:
@@ -68,13 +93,37 @@ def _failure_url(target: str, failure: flow.FlowFailure) -> str:
 async def callback(
     services: ServicesDep,
     client: ClientDep,
+    request: Request,
     state: str | None = None,
     code: str | None = None,
     error: str | None = None,
     error_description: str | None = None,
 ) -> Response:
+    cookie = flow.browser_cookie_name(state) if state else None
+    binding = request.cookies.get(cookie) if cookie else None
+    response = await _finish(services, client, state, code, error, error_description, binding)
+    if cookie is not None and binding is not None:  # spent, whatever the outcome
+        response.delete_cookie(
+            cookie,
+            path=_callback_path(services),
+            secure=services.settings.cookie.secure,
+            httponly=True,
+            samesite="lax",
+        )
+    return response
+
+
+async def _finish(
+    services: Services,
+    client: ClientInfo,
+    state: str | None,
+    code: str | None,
+    error: str | None,
+    error_description: str | None,
+    binding: str | None,
+) -> Response:
     try:
-        result = await flow.finish(services, client, state, code, error, error_description)
+        result = await flow.finish(services, client, state, code, error, error_description, binding)
     except flow.FlowFailure as exc:
         if exc.redirect_to is None:
             return JSONResponse(

@@ -24,6 +24,7 @@ async def account_for(
 ) -> Row:
     """In the caller's transaction: the account to sign in to, made or linked as needed."""
     identities = services.identities
+    await identities.lock_identity(conn, profile.provider, profile.subject)
     owner = await identities.user_by_identity(conn, profile.provider, profile.subject)
     if link_user_id is not None:
         return await _link(services, conn, client, profile, owner, link_user_id)

@@ -20,6 +20,9 @@ from .profile import ExternalProfile, ProviderFailure
 METADATA_SECONDS = 3600
 # Clock difference tolerated between the provider and us.
 LEEWAY_SECONDS = 60
+SIGNATURE_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
 
 
 class OidcProvider(OAuthProvider):
@@ -36,7 +39,7 @@ class OidcProvider(OAuthProvider):
     async def metadata(self) -> dict[str, Any]:
         if self._metadata is None or time.monotonic() - self._metadata_at > METADATA_SECONDS:
             document = await get_json(
-                self.issuer + "/.well-known/openid-configuration", name=self.name
+                self.issuer.rstrip("/") + "/.well-known/openid-configuration", name=self.name
             )
             if not isinstance(document, dict) or document.get("issuer") != self.issuer:
                 raise ProviderFailure(
@@ -55,6 +58,8 @@ class OidcProvider(OAuthProvider):
     async def _key_set(self, refresh: bool = False) -> KeySet:
         if self._keys is None or refresh:
             document = await self.metadata()
+            if not isinstance(document.get("jwks_uri"), str):
+                raise ProviderFailure("server_error", f"{self.name}'s discovery lacks jwks_uri")
             jwks = await get_json(document["jwks_uri"], name=self.name)
             try:
                 self._keys = KeySet.import_key_set(jwks)
@@ -65,8 +70,9 @@ class OidcProvider(OAuthProvider):
     async def verified_claims(self, id_token: str, nonce: str, access_token: str) -> dict[str, Any]:
         """The id_token's claims once signature, issuer, audience, times and nonce hold."""
         document = await self.metadata()
-        algorithms = document.get("id_token_signing_alg_values_supported") or ["RS256"]
-        algorithms = [a for a in algorithms if a != "none"]
+        offered = document.get("id_token_signing_alg_values_supported") or ["RS256"]
+        # Public-key signatures only: never `none`, nor an HMAC keyed with the client secret.
+        algorithms = [a for a in offered if a in SIGNATURE_ALGORITHMS] or ["RS256"]
         try:
             try:
                 token = jwt.decode(id_token, await self._key_set(), algorithms=algorithms)

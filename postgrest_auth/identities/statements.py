@@ -33,11 +33,12 @@ class IdentityStore:
         challenge: tuple[str, str] | None,
         link_user_id: int | None,
         set_cookie: bool,
+        browser_hash: bytes,
     ) -> None:
         await conn.execute(
             f"insert into {self.flow_state} (state_hash, provider, nonce, code_verifier,"
             " redirect_to, code_challenge, code_challenge_method, link_user_id, set_cookie,"
-            " expires_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $10,"
+            " browser_hash, expires_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $10, $11,"
             " now() + make_interval(secs => $9))",
             state_hash,
             provider,
@@ -49,6 +50,7 @@ class IdentityStore:
             link_user_id,
             FLOW_SECONDS,
             set_cookie,
+            browser_hash,
         )
 
     async def take_flow(self, conn: Connection, state_hash: bytes) -> Row | None:
@@ -56,7 +58,8 @@ class IdentityStore:
         return await conn.fetchrow(
             f"delete from {self.flow_state} where state_hash = $1"
             " returning provider, nonce, code_verifier, redirect_to, code_challenge,"
-            " code_challenge_method, link_user_id, set_cookie, expires_at > now() as live",
+            " code_challenge_method, link_user_id, set_cookie, browser_hash,"
+            " expires_at > now() as live",
             state_hash,
         )
 
@@ -64,6 +67,14 @@ class IdentityStore:
         await conn.execute(f"delete from {self.flow_state} where expires_at < now()")
 
     # -- identities -----------------------------------------------------------------------
+
+    async def lock_identity(self, conn: Connection, provider: str, subject: str) -> None:
+        """Sign-ins of one identity queue here until the transaction ends, so two first
+        sign-ins at once cannot make two accounts."""
+        await conn.execute(
+            "select pg_advisory_xact_lock(hashtextextended($1, 0))",
+            f"identity:{provider}:{subject}",
+        )
 
     async def user_by_identity(self, conn: Connection, provider: str, subject: str) -> Row | None:
         """The account an identity belongs to, locked until the transaction ends."""

@@ -5,37 +5,36 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-from fastapi.responses import RedirectResponse
+from fastapi import APIRouter, Response
 
 from ...accounts.pkce import challenge_of
 from ...identities import linking
 from ..deps import ClientDep, ServicesDep
-from ..providers import redirect_to_provider
+from ..providers import to_provider
 from .caller import BearerCallerDep
 from .shapes import full_user_json
 
 router = APIRouter(tags=["gotrue"])
 
 
-def _to_provider(url: str, skip_http_redirect: bool) -> RedirectResponse | dict[str, Any]:
-    """auth-js `linkIdentity` asks for the URL as JSON; a browser follows the redirect."""
-    return {"url": url} if skip_http_redirect else RedirectResponse(url, status_code=302)
-
-
 @router.get("/authorize", summary="Start a sign-in at an external provider", response_model=None)
 async def authorize(
     services: ServicesDep,
+    client: ClientDep,
     provider: str | None = None,
     redirect_to: str | None = None,
     code_challenge: str | None = None,
     code_challenge_method: str | None = None,
     skip_http_redirect: bool = False,
-) -> RedirectResponse | dict[str, Any]:
-    url = await redirect_to_provider(
-        services, provider, redirect_to, challenge_of(code_challenge, code_challenge_method)
+) -> Response:
+    return await to_provider(
+        services,
+        client,
+        provider,
+        redirect_to,
+        challenge_of(code_challenge, code_challenge_method),
+        as_json=skip_http_redirect,
     )
-    return _to_provider(url, skip_http_redirect)
 
 
 @router.get(
@@ -45,21 +44,24 @@ async def authorize(
 )
 async def link_identity(
     services: ServicesDep,
+    client: ClientDep,
     caller: BearerCallerDep,
     provider: str | None = None,
     redirect_to: str | None = None,
     code_challenge: str | None = None,
     code_challenge_method: str | None = None,
     skip_http_redirect: bool = False,
-) -> RedirectResponse | dict[str, Any]:
-    url = await redirect_to_provider(
+) -> Response:
+    """auth-js `linkIdentity` asks for the URL as JSON (`skip_http_redirect`)."""
+    return await to_provider(
         services,
+        client,
         provider,
         redirect_to,
         challenge_of(code_challenge, code_challenge_method),
-        caller.user,
+        caller,
+        as_json=skip_http_redirect,
     )
-    return _to_provider(url, skip_http_redirect)
 
 
 @router.delete("/user/identities/{identity_id}", summary="Unlink a provider from the account")

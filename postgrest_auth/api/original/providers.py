@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-from fastapi.responses import RedirectResponse
+from fastapi import APIRouter, Response
 
 from ...identities import linking
 from ..caller import CallerDep
 from ..deps import ClientDep, ServicesDep
-from ..providers import redirect_to_provider
+from ..providers import to_provider
 
 router = APIRouter(tags=["providers"])
 
@@ -39,14 +38,16 @@ async def providers(services: ServicesDep) -> dict[str, Any]:
     }
 
 
-@router.get("/authorize", summary="Start a sign-in at an external provider")
+@router.get("/authorize", summary="Start a sign-in at an external provider", response_model=None)
 async def authorize(
-    services: ServicesDep, provider: str | None = None, redirect_to: str | None = None
-) -> RedirectResponse:
-    url = await redirect_to_provider(
-        services, provider, redirect_to, set_cookie=services.settings.cookie.enabled
+    services: ServicesDep,
+    client: ClientDep,
+    provider: str | None = None,
+    redirect_to: str | None = None,
+) -> Response:
+    return await to_provider(
+        services, client, provider, redirect_to, set_cookie=services.settings.cookie.enabled
     )
-    return RedirectResponse(url, status_code=302)
 
 
 @router.get("/identities", summary="The caller's identities at external providers")
@@ -59,21 +60,24 @@ async def identities(services: ServicesDep, caller: CallerDep) -> dict[str, Any]
 @router.get(
     "/identities/authorize",
     summary="Link another provider: the URL to send the browser to",
+    response_model=None,
 )
 async def link_identity(
     services: ServicesDep,
+    client: ClientDep,
     caller: CallerDep,
     provider: str | None = None,
     redirect_to: str | None = None,
-) -> dict[str, str]:
-    url = await redirect_to_provider(
+) -> Response:
+    return await to_provider(
         services,
+        client,
         provider,
         redirect_to,
-        link_user=caller.user,
+        link=caller,
         set_cookie=services.settings.cookie.enabled,
+        as_json=True,
     )
-    return {"url": url}
 
 
 @router.delete("/identities/{identity_id}", summary="Unlink a provider")
