@@ -284,11 +284,10 @@ class Provider(Section):
         An issuer stays as written, since id_tokens must name it exactly (Auth0's ends in /)."""
         if value is None:
             return None
-        found = re.match(r"^(https?)://([^/?#\s]+)(/[^?#\s]*)?$", value)
-        if found is None:
+        if not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", value):
             raise ValueError("must be an absolute https URL without query or fragment")
-        host = urlsplit(value).hostname
-        if found.group(1) == "http" and host not in ("localhost", "127.0.0.1", "::1"):
+        parts = urlsplit(value)
+        if parts.scheme == "http" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
             raise ValueError("must be https (http only for localhost)")
         return value if info.field_name == "issuer" else value.rstrip("/")
 

@@ -36,7 +36,6 @@ from urllib.parse import parse_qsl, unquote_plus, urlencode, urljoin, urlsplit, 
 
 import httpx
 import jwt
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 from starlette.applications import Starlette
@@ -44,7 +43,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from .support import free_port, wait_until
+from .support import ThreadedServer, free_port
 
 # RFC 7636: a verifier is 43 to 128 unreserved characters.
 VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
@@ -220,7 +219,7 @@ def parse_form(body: bytes) -> dict[str, str]:
 _RUNNING: set[str] = set()
 
 
-class StandIn:
+class StandIn(ThreadedServer):
     """The common part: a uvicorn server in a thread, codes, tokens and client checks.
 
     Subclasses name the endpoints and give the provider's own answers and errors."""
@@ -243,8 +242,6 @@ class StandIn:
         self.client_id = client_id
         self.client_secret = client_secret or secrets.token_urlsafe(24)
         self.redirect_uris = redirect_uris
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.deny = False
         self.user: dict[str, Any] | None = None
         self.authorize_requests: list[dict[str, str]] = []
@@ -252,30 +249,18 @@ class StandIn:
         self._codes: dict[str, Grant] = {}
         self._tokens: dict[str, tuple[Grant, float | None]] = {}
         self._lock = threading.Lock()
-        config = uvicorn.Config(
-            Starlette(routes=self.routes()),
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            lifespan="off",
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        super().__init__(Starlette(routes=self.routes()), free_port())
 
     # Life cycle.
 
     def start(self) -> Self:
-        self._thread.start()
-        wait_until(lambda: self._server.started or not self._thread.is_alive(), timeout=15)
-        if not self._server.started:
-            raise RuntimeError(f"the {self.name} stand-in did not start; see the log above")
+        super().start()
         _RUNNING.add(self.url)
         return self
 
     def stop(self) -> None:
         _RUNNING.discard(self.url)
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        super().stop()
 
     def __enter__(self) -> Self:
         return self.start()

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -181,36 +181,44 @@ def make_settings(dsn: str, smtp_port: int | None = None, **overrides: Any) -> S
     return load_settings(None, deep_merge(base, overrides), environ=False)
 
 
-class Service:
-    """The real app under uvicorn on a loopback port, in a thread of the test process."""
+class ThreadedServer:
+    """An ASGI app under uvicorn on `port` (loopback), in a thread of the test process."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.port = free_port()
-        if settings.public_url is None:  # mailed links point at this server
-            settings = settings.model_copy(update={"public_url": f"http://127.0.0.1:{self.port}"})
-        self.settings = settings
+    name = "server"
+
+    def __init__(self, app: Any, port: int, *, lifespan: str = "off") -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
         config = uvicorn.Config(
-            create_app(settings),
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            lifespan="on",
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.base = self.url + settings.prefix
 
-    def start(self) -> Service:
+    def start(self) -> Self:
         self.thread.start()
         wait_until(lambda: self.server.started or not self.thread.is_alive(), timeout=30)
         if not self.server.started:
-            raise RuntimeError("the service did not start; see the log above")
+            raise RuntimeError(f"the {self.name} did not start; see the log above")
         return self
 
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=15)
+
+
+class Service(ThreadedServer):
+    """The real app under uvicorn on a loopback port, in a thread of the test process."""
+
+    name = "service"
+
+    def __init__(self, settings: Settings) -> None:
+        port = free_port()
+        if settings.public_url is None:  # mailed links point at this server
+            settings = settings.model_copy(update={"public_url": f"http://127.0.0.1:{port}"})
+        self.settings = settings
+        super().__init__(create_app(settings), port, lifespan="on")
+        self.base = self.url + settings.prefix
 
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.base, timeout=30, **kwargs)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncpg
 
-from ..mfa.session_level import require_aal2_if_enrolled
 from ..services import Services
 from ..store import Connection, Row
 from .audit import Event, record
@@ -18,7 +17,6 @@ from .context import ClientInfo
 from .credentials import verify_password
 from .links import ORIGINAL, VerifyLink
 from .one_time_tokens import count_mail, mail_secret, refused
-from .sessions import Caller
 from .signup import email_taken, taken
 
 
@@ -43,16 +41,13 @@ async def change_email(
 
 
 async def change_own_email(
-    services: Services, client: ClientInfo, caller: Caller, email: str, link: VerifyLink
+    services: Services, client: ClientInfo, user: Row, email: str, link: VerifyLink
 ) -> Row:
-    """The signed-in user asks for a new address (GoTrue's `PUT /user {email}`); the account
-    as it is afterwards (`new_email` set while the change waits for confirmation). With a
-    second factor, only from a session that proved it."""
-    user = caller.user
+    """The signed-in user asks for a new address (GoTrue's `PUT /user {email}`, through
+    own_account, which checks the second factor); the account as it is afterwards
+    (`new_email` set while the change waits for confirmation)."""
     if email == user["email"]:
         return user
-    async with services.pool.acquire() as conn:
-        await require_aal2_if_enrolled(services, conn, caller, "change the email address")
     if services.settings.email.confirm:
         await request_email_change(services, client, user, email, link)
         async with services.pool.acquire() as conn:

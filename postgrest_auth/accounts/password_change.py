@@ -5,7 +5,6 @@ from __future__ import annotations
 import hmac
 
 from ..errors import Code, ServiceError, field_error
-from ..mfa.session_level import require_aal2_if_enrolled
 from ..services import Services
 from ..store import Row
 from ..tokens import RESET, InvalidToken
@@ -93,12 +92,6 @@ async def change_password(
     return granted
 
 
-async def may_change_credentials(services: Services, caller: Caller) -> None:
-    """Refuses, before anything changes, a caller that may not set a password or address."""
-    async with services.pool.acquire() as conn:
-        await require_aal2_if_enrolled(services, conn, caller, "change the password or address")
-
-
 # GoTrue's secure password change: a session older than this must sign in again first.
 FRESH_SESSION_SECONDS = 24 * 3600
 
@@ -111,7 +104,7 @@ async def set_own_password(
     its tokens). No current password is asked, as GoTrue asks none; instead the session must
     be under a day old, so a token stolen from a long-lived session cannot take the account.
     After a recovery link or code the session is new, which is how a forgotten password is set
-    (an account with a second factor proves it too: a session without it is refused).
+    (an account with a second factor proves it too: own_account checks that first).
     """
     check_new_password(services, new_password, None)
     user = caller.user
@@ -122,7 +115,6 @@ async def set_own_password(
         )
     new_hash = await services.hasher.hash(new_password)
     async with services.pool.acquire() as conn, conn.transaction():
-        await require_aal2_if_enrolled(services, conn, caller, "change the password")
         if caller.session_id is None or not await services.store.session_started_within(
             conn, user["id"], caller.session_id, FRESH_SESSION_SECONDS
         ):

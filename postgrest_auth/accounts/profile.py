@@ -107,14 +107,12 @@ async def merge_metadata(
     return row
 
 
-async def update_user_metadata(
-    services: Services, client: ClientInfo, caller: Caller, changes: Any
+async def merge_user_metadata(
+    services: Services, client: ClientInfo, caller: Caller, changes: dict[str, Any]
 ) -> Row:
-    """The caller changes their own user_metadata. The claims of their tokens change at the
-    next refresh (cookie mode: at the next request)."""
-    changes = checked_changes("user_metadata", changes)
-    if not changes:
-        return caller.user
+    """The caller changes their own user_metadata (`changes` through checked_changes; see
+    own_account). The claims of their tokens change at the next refresh (cookie mode: at the
+    next request)."""
     async with services.pool.acquire() as conn, conn.transaction():
         return await merge_metadata(
             services, conn, client, caller.user["id"], "user_metadata", changes

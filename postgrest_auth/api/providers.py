@@ -5,6 +5,8 @@ every provider). Whatever fails ends on the frontend's `redirect_to` with `error
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
@@ -56,13 +58,7 @@ async def to_provider(
         return _send(_failure_url(exc.redirect_to or target, exc), as_json)
     response = _send(start.url, as_json)
     response.set_cookie(
-        start.cookie_name,
-        start.cookie_value,
-        max_age=FLOW_SECONDS,
-        path=_callback_path(services),
-        secure=services.settings.cookie.secure,
-        httponly=True,
-        samesite="lax",  # sent on the provider's top-level redirect back
+        start.cookie_name, start.cookie_value, max_age=FLOW_SECONDS, **_flow_cookie(services)
     )
     return response
 
@@ -71,8 +67,15 @@ def _send(url: str, as_json: bool) -> Response:
     return JSONResponse({"url": url}) if as_json else RedirectResponse(url, status_code=302)
 
 
-def _callback_path(services: Services) -> str:
-    return services.settings.prefix + CALLBACK_PATH
+def _flow_cookie(services: Services) -> dict[str, Any]:
+    """The flow cookie's attributes, the same to set and to delete it: only the callback
+    sees it, and Lax sends it on the provider's top-level redirect back."""
+    return {
+        "path": services.settings.prefix + CALLBACK_PATH,
+        "secure": services.settings.cookie.secure,
+        "httponly": True,
+        "samesite": "lax",
+    }
 
 
 def _failure_url(target: str, failure: flow.FlowFailure) -> str:
@@ -103,13 +106,7 @@ async def callback(
     binding = request.cookies.get(cookie) if cookie else None
     response = await _finish(services, client, state, code, error, error_description, binding)
     if cookie is not None and binding is not None:  # spent, whatever the outcome
-        response.delete_cookie(
-            cookie,
-            path=_callback_path(services),
-            secure=services.settings.cookie.secure,
-            httponly=True,
-            samesite="lax",
-        )
+        response.delete_cookie(cookie, **_flow_cookie(services))
     return response
 
 

@@ -18,7 +18,7 @@ from ..errors import Code, ServiceError, field_error, invalid
 from ..services import Services
 from ..store import Connection, Row
 from . import qr, totp
-from .session_level import SECOND_FACTORS, TOTP, require_aal2, step_up
+from .session_level import SECOND_FACTORS, TOTP, require_aal2, require_aal2_if_enrolled, step_up
 
 MAX_FRIENDLY_NAME = 100
 
@@ -148,8 +148,7 @@ async def verify(
         async with conn.transaction():
             if factor["status"] == "unverified":
                 await services.factors.lock_user(conn, user_id)
-                if await services.factors.has_verified_factor(conn, user_id):
-                    await require_aal2(services, conn, caller, "verify another factor")
+                await require_aal2_if_enrolled(services, conn, caller, "verify another factor")
             if step is not None and await services.factors.accept_code(
                 conn, factor_id, challenge_id, step, limit.challenge_seconds
             ):
@@ -179,11 +178,15 @@ async def unenroll(services: Services, client: ClientInfo, caller: Caller, facto
         await record(services, conn, Event.FACTOR_REMOVED, user_id, client, factor=factor_id)
 
 
+def has_verified_totp(factors: list[Row]) -> bool:
+    """Recovery codes stand in for a verified TOTP factor, and live only beside one."""
+    return any(f["factor_type"] == "totp" and f["status"] == "verified" for f in factors)
+
+
 async def _drop_orphan_recovery_codes(services: Services, conn: Connection, user_id: int) -> None:
     """Without a verified TOTP factor, the recovery codes go, and no session of the user
     stays aal2 on a factor it no longer has (GoTrue downgrades them too)."""
-    remaining = await services.factors.factors_of(conn, user_id)
-    if not any(f["factor_type"] == "totp" and f["status"] == "verified" for f in remaining):
+    if not has_verified_totp(await services.factors.factors_of(conn, user_id)):
         await services.factors.delete_recovery_factor(conn, user_id)
         await services.factors.downgrade_sessions(conn, user_id, list(SECOND_FACTORS))
 

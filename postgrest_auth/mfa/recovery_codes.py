@@ -16,6 +16,7 @@ from ..accounts.grants import Grant
 from ..errors import Code, ServiceError
 from ..services import Services
 from ..store import Connection, Row
+from .factors import has_verified_totp
 from .session_level import RECOVERY_CODE, require_aal2, step_up
 
 COUNT = 10
@@ -64,7 +65,7 @@ async def generate(
         await services.factors.lock_user(conn, user_id)
         await require_aal2(services, conn, caller, "generate recovery codes")
         factors = await services.factors.factors_of(conn, user_id)
-        if not any(f["factor_type"] == "totp" and f["status"] == "verified" for f in factors):
+        if not has_verified_totp(factors):
             raise ServiceError(
                 Code.MFA_FACTOR_NOT_FOUND, "Recovery codes stand in for a verified TOTP factor"
             )

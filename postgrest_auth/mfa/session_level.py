@@ -33,8 +33,8 @@ async def require_aal2_if_enrolled(
 ) -> None:
     """Once an account has a verified second factor, a password alone does not change its
     password or address (GoTrue's rule), else a stolen password would take the account."""
-    if await services.factors.has_verified_factor(conn, caller.user["id"]):
-        await require_aal2(services, conn, caller, why)
+    if await services.factors.second_factor_missing(conn, caller.user["id"], caller.session_id):
+        raise ServiceError(Code.INSUFFICIENT_AAL, f"AAL2 required to {why}")
 
 
 async def step_up(services: Services, conn: Connection, caller: Caller, method: str) -> Grant:

@@ -32,12 +32,18 @@ class FactorStore:
             user_ids,
         )
 
-    async def has_verified_factor(self, conn: Connection, user_id: int) -> bool:
+    async def second_factor_missing(
+        self, conn: Connection, user_id: int, session_id: str | None
+    ) -> bool:
+        """The account has a verified factor and this session (if any) did not prove one."""
         return bool(
             await conn.fetchval(
                 f"select exists (select from {self.factors} where user_id = $1"
-                " and status = 'verified')",
+                " and status = 'verified')"
+                f" and not coalesce((select {self.schema}.session_aal(amr) = 'aal2'"
+                f" from {self.sessions} where id = $2::uuid and {LIVE}), false)",
                 user_id,
+                session_id,
             )
         )
 

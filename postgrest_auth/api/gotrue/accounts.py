@@ -10,10 +10,8 @@ from pydantic import BaseModel
 
 from ...accounts import sessions
 from ...accounts.confirmation import AwaitingConfirmation
-from ...accounts.email_change import change_own_email
-from ...accounts.password_change import may_change_credentials, set_own_password
+from ...accounts.own_account import UNCHANGED, update_own_account
 from ...accounts.pkce import exchange_code
-from ...accounts.profile import update_user_metadata
 from ...accounts.signup import sign_up as sign_up_user
 from ...addresses import EmailAddress
 from ...errors import Code, ServiceError, field_error, invalid
@@ -145,20 +143,17 @@ async def update_user(
     """Data first, then the password (every other session ends; this one goes on), then the
     address (with `email.confirm` it waits in `new_email` for the new address to confirm)."""
     _no_phone(form.phone)
-    user = caller.user
-    if form.password is not None or form.email is not None:  # refused before any change
-        await may_change_credentials(services, caller)
-    if form.data is not None:
-        user = await update_user_metadata(services, client, caller, form.data)
-    if form.password is not None:
-        user = await set_own_password(
-            services, client, sessions.Caller(user, caller.session_id), form.password
-        )
+    email = None
     if form.email is not None:
-        link = verify_link(services.settings, redirect_to, form.challenge())
-        user = await change_own_email(
-            services, client, sessions.Caller(user, caller.session_id), form.email, link
-        )
+        email = (form.email, verify_link(services.settings, redirect_to, form.challenge()))
+    user = await update_own_account(
+        services,
+        client,
+        caller,
+        metadata=UNCHANGED if form.data is None else form.data,
+        password=form.password,
+        email=email,
+    )
     return await full_user_json(services, user)
 
 

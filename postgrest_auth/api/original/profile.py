@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel
 
-from ...accounts import Caller, profile
+from ...accounts import profile
 from ...accounts.deletion import delete_account
-from ...accounts.password_change import may_change_credentials, set_own_password
+from ...accounts.own_account import UNCHANGED, update_own_account
 from ...errors import field_error, invalid
 from ...store import Row
 from ..caller import CallerDep
@@ -54,15 +54,14 @@ async def update_user(
     next refresh (cookie mode: at the next request), as GoTrue's do."""
     if not form.model_fields_set & {"user_metadata", "password"}:
         raise invalid([field_error("user_metadata", "give user_metadata, password or both")])
-    updated = caller.user
-    if form.password is not None:  # refused before any change
-        await may_change_credentials(services, caller)
-    if "user_metadata" in form.model_fields_set:
-        updated = await profile.update_user_metadata(services, client, caller, form.user_metadata)
-    if form.password is not None:
-        updated = await set_own_password(
-            services, client, Caller(updated, caller.session_id), form.password
-        )
+    given = "user_metadata" in form.model_fields_set
+    updated = await update_own_account(
+        services,
+        client,
+        caller,
+        metadata=form.user_metadata if given else UNCHANGED,
+        password=form.password,
+    )
     return user_body(updated, caller.session_id)
 
 
