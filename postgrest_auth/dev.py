@@ -45,6 +45,7 @@ class DevEnvironment:
             "db": {"connection_string": self.server.get_uri()},
             "email": {"backend": "console"},
             "cookie": {"secure": False},
+            "log": {"format": "text"},
         }
         return deep_merge(dev_values, overrides)
 

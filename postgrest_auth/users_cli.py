@@ -43,7 +43,7 @@ async def run(settings: Settings, action: str, reference: str, change: str | Non
     if action in ("show", "remove-factors") and change is not None:
         raise UsageError(f"users {action}: takes one account, no JSON")
     changes = parse_object(change) if action == "app-metadata" else None
-    from .app import open_pool  # the service's pool: jsonb arrives as Python objects
+    from .database import open_pool  # the service's pool: jsonb arrives as Python objects
 
     small = settings.db.model_copy(update={"pool": Pool(min=1, max=2)})  # one at a time
     pool = await open_pool(settings.model_copy(update={"db": small}))
