@@ -7,9 +7,11 @@ rendered text changes, so renaming a role or the cookie in the configuration rea
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +56,7 @@ def template_values(settings: Settings) -> dict[str, str]:
     schema, table, roles = settings.db.schema_, settings.db.table, settings.roles
     return {
         "schema": quote_ident(schema),
+        "schema_literal": quote_literal(schema),
         "table": quote_ident(table),
         "username_index": quote_ident(f"{table[:40]}_username_lowercase_uniq"),
         "email_index": quote_ident(f"{table[:40]}_email_uniq"),
@@ -91,54 +94,164 @@ def load_migrations(settings: Settings) -> list[Migration]:
     return [Migration(p.name, raw := p.read_text(), render(raw, values)) for p in files]
 
 
+def lock_key(settings: Settings) -> str:
+    """One lock per schema: instances of other services' schemas migrate independently."""
+    return f"postgrest-auth:{settings.db.schema_}"
+
+
+def _bookkeeping(schema: str) -> list[str]:
+    """The table that records what was applied, made before anything is read from it."""
+    return [
+        f"create schema if not exists {schema}",
+        f"create table if not exists {schema}.schema_migrations ("
+        " name text primary key, checksum text not null,"
+        " applied_at timestamptz not null default now())",
+        f"comment on table {schema}.schema_migrations is"
+        " 'postgrest-auth: SQL files applied, with their checksums.'",
+    ]
+
+
+def _record(schema: str) -> str:
+    return (
+        f"insert into {schema}.schema_migrations (name, checksum) values ($1, $2)"
+        " on conflict (name) do update set checksum = excluded.checksum, applied_at = now()"
+    )
+
+
 def rendered_sql(settings: Settings) -> str:
-    """Everything `migrate` would run, for operators who use their own migration tool."""
-    parts = [f"-- {m.name}\n{m.rendered.strip()}\n" for m in load_migrations(settings)]
-    return "begin;\n\n" + "\n".join(parts) + "\ncommit;\n"
+    """Everything `migrate` would run, for operators who use their own migration tool. It
+    records each file as `migrate` does, so a server with `db.auto_migrate: false` sees the
+    database as current afterwards, and it takes the same lock."""
+    schema = quote_ident(settings.db.schema_)
+    head = [f"select pg_advisory_xact_lock(hashtext({quote_literal(lock_key(settings))}));"]
+    head += [f"{statement};" for statement in _bookkeeping(schema)]
+    parts = [
+        f"-- {m.name}\n{m.rendered.strip()}\n"
+        + _record(schema)
+        .replace("$1", quote_literal(m.name))
+        .replace("$2", quote_literal(m.checksum))
+        + ";\n"
+        for m in load_migrations(settings)
+    ]
+    return "begin;\n\n" + "\n".join(head) + "\n\n" + "\n".join(parts) + "\ncommit;\n"
+
+
+@dataclass(frozen=True)
+class Status:
+    """How the database stands against the shipped files."""
+
+    pending: tuple[Migration, ...]  # to apply: new files, repeatable files rendered anew
+    changed: tuple[str, ...]  # versioned files whose applied checksum differs from the shipped
+
+    @property
+    def current(self) -> bool:
+        return not self.pending and not self.changed
+
+    def problem(self) -> str | None:
+        """What is wrong, in one line naming the fix, or None when current."""
+        if self.changed:
+            return (
+                f"migration {self.changed[0]} was changed after it was applied; restore the"
+                " shipped file (applied files must never change), or run the version that"
+                " applied it"
+            )
+        if self.pending:
+            names = ", ".join(m.name for m in self.pending)
+            return (
+                f"db.auto_migrate is false and the database is behind ({names} not applied);"
+                " run `postgrest-auth migrate`, or apply `postgrest-auth sql` with your own"
+                " migration tool"
+            )
+        return None
+
+
+def compare(migrations: Sequence[Migration], applied: Mapping[str, str]) -> Status:
+    """The one rule for what is pending and what changed, shared by `migrate` and the checks.
+    A name the database has but this version lacks is ignored: a newer instance migrated it
+    during a rolling upgrade, and this one may keep serving."""
+    pending = tuple(
+        m
+        for m in migrations
+        if applied.get(m.name) != m.checksum and (m.repeatable or m.name not in applied)
+    )
+    changed = tuple(
+        m.name
+        for m in migrations
+        if not m.repeatable and m.name in applied and applied[m.name] != m.checksum
+    )
+    return Status(pending, changed)
+
+
+async def applied_checksums(conn: asyncpg.Connection, settings: Settings) -> dict[str, str]:
+    """name -> checksum of what was applied; empty when nothing ever was."""
+    table = f"{quote_ident(settings.db.schema_)}.schema_migrations"
+    if await conn.fetchval("select to_regclass($1) is null", table):
+        return {}
+    rows = await conn.fetch(f"select name, checksum from {table}")
+    return {r["name"]: r["checksum"] for r in rows}
+
+
+async def migration_status(conn: asyncpg.Connection, settings: Settings) -> Status:
+    return compare(load_migrations(settings), await applied_checksums(conn, settings))
+
+
+async def migrations_current(conn: asyncpg.Connection, settings: Settings) -> bool:
+    """True when every shipped file is applied as shipped (readiness, start-up check)."""
+    return (await migration_status(conn, settings)).current
 
 
 async def migrate(conn: asyncpg.Connection, settings: Settings) -> list[str]:
-    """Apply what is pending; return the names applied. Safe to run from many instances at once."""
-    schema = quote_ident(settings.db.schema_)
-    lock_key = f"postgrest-auth:{settings.db.schema_}"
-    await conn.execute("select pg_advisory_lock(hashtext($1))", lock_key)
-    try:
+    """Apply what is pending; return the names applied. Safe to run from many instances at once.
+
+    With `db.direct_connection_string`, `conn` must be such a direct connection: a session
+    advisory lock is held and each file commits on its own. Without it (PgBouncer in transaction
+    mode, where a session lock may be taken on one server connection and released on another),
+    the check and every file run in one transaction under a transaction-level lock.
+    """
+    key = lock_key(settings)
+    if settings.db.direct_connection_string is None:
         async with conn.transaction():
-            await conn.execute(f"create schema if not exists {schema}")
-            await conn.execute(
-                f"create table if not exists {schema}.schema_migrations ("
-                " name text primary key, checksum text not null,"
-                " applied_at timestamptz not null default now())"
-            )
-            await conn.execute(
-                f"comment on table {schema}.schema_migrations is"
-                " 'postgrest-auth: SQL files applied, with their checksums.'"
-            )
-        applied = {
-            r["name"]: r["checksum"]
-            for r in await conn.fetch(f"select name, checksum from {schema}.schema_migrations")
-        }
-        done: list[str] = []
-        for migration in load_migrations(settings):
-            recorded = applied.get(migration.name)
-            if recorded == migration.checksum:
-                continue
-            if recorded is not None and not migration.repeatable:
-                raise MigrationError(
-                    f"migration {migration.name} was changed after it was applied; "
-                    "restore the shipped file (applied files must never change)"
-                )
-            async with conn.transaction():
-                await conn.execute(migration.rendered)
-                await conn.execute(
-                    f"insert into {schema}.schema_migrations (name, checksum) values ($1, $2)"
-                    " on conflict (name) do update set checksum = excluded.checksum,"
-                    " applied_at = now()",
-                    migration.name,
-                    migration.checksum,
-                )
-            log.info("applied migration %s", migration.name)
-            done.append(migration.name)
-        return done
+            await conn.execute("select pg_advisory_xact_lock(hashtext($1))", key)
+            return await _apply_pending(conn, settings)
+    await conn.execute("select pg_advisory_lock(hashtext($1))", key)
+    try:
+        return await _apply_pending(conn, settings)
     finally:
-        await conn.execute("select pg_advisory_unlock(hashtext($1))", lock_key)
+        await conn.execute("select pg_advisory_unlock(hashtext($1))", key)
+
+
+async def _apply_pending(conn: asyncpg.Connection, settings: Settings) -> list[str]:
+    """Under the lock: read what was applied, refuse a changed file, apply the rest in order."""
+    schema = quote_ident(settings.db.schema_)
+    async with conn.transaction():
+        for statement in _bookkeeping(schema):
+            await conn.execute(statement)
+    status = await migration_status(conn, settings)
+    if status.changed:
+        raise MigrationError(status.problem())
+    done: list[str] = []
+    for migration in status.pending:
+        async with conn.transaction():
+            await conn.execute(migration.rendered)
+            await conn.execute(_record(schema), migration.name, migration.checksum)
+        log.info("applied migration %s", migration.name)
+        done.append(migration.name)
+    return done
+
+
+@contextlib.asynccontextmanager
+async def migration_connection(
+    settings: Settings, pool: asyncpg.Pool
+) -> AsyncIterator[asyncpg.Connection]:
+    """The connection `migrate` needs: a direct one when configured (its session lock must not
+    cross PgBouncer), else one of the pool's."""
+    direct = settings.db.direct_connection_string
+    if direct is None:
+        async with pool.acquire() as conn:
+            yield conn
+        return
+    conn = await asyncpg.connect(direct.get_secret_value(), timeout=settings.db.connect_timeout)
+    try:
+        yield conn
+    finally:
+        await conn.close()

@@ -3,7 +3,8 @@
 -- Repeatable: re-applied whenever its rendered text changes (a renamed role or cookie, say).
 -- PostgreSQL refuses `set role` inside a security definer function, so the privileged lookups
 -- are small definer helpers with a fixed search_path, and the functions PostgREST calls run as
--- their caller.
+-- their caller. Functions default to PUBLIC execute: each one here is revoked from PUBLIC and
+-- granted to the roles PostgREST switches to, or to no one (the service owns them all).
 
 create or replace function {{schema}}.session_aal(amr jsonb) returns text
 language sql immutable as $$
@@ -14,6 +15,7 @@ language sql immutable as $$
               then 'aal2' else 'aal1' end;
 $$;
 comment on function {{schema}}.session_aal(jsonb) is 'GoTrue''s authenticator assurance level of a session''s methods (amr): the one rule the claims, the service''s checks and the sessions it ends on a first factor share. Reads nothing, so it holds no privilege.';
+revoke execute on function {{schema}}.session_aal(jsonb) from public;  -- the service and session_claims only
 
 drop function if exists {{schema}}.access_claims({{schema}}.{{table}}, uuid);
 create or replace function {{schema}}.access_claims(u {{schema}}.{{table}}, session_id uuid, amr jsonb)
@@ -38,6 +40,7 @@ returns jsonb language sql immutable as $$
             else jsonb_build_object('sid', session_id::text, 'session_id', session_id::text) end;
 $$;
 comment on function {{schema}}.access_claims({{schema}}.{{table}}, uuid, jsonb) is 'The claims of an access token of this user and session (GoTrue''s names: aud, session_id, aal, amr, is_anonymous besides the original''s), but its times and id: the one definition the service signs and auth.authenticate sets. Reads nothing, so it holds no privilege.';
+revoke execute on function {{schema}}.access_claims({{schema}}.{{table}}, uuid, jsonb) from public;  -- the service and session_claims only
 
 create or replace function {{schema}}.token_problem(claims jsonb) returns text
 language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
@@ -125,7 +128,8 @@ begin
 end
 $$;
 comment on function {{schema}}.check_token_count() is 'PostgREST pre-request for bearer tokens (the name the Node original documented): refuses a token whose count is stale, whose type is not access or whose session ended.';
-grant execute on function {{schema}}.check_token_count() to public;  -- holds no privilege
+revoke execute on function {{schema}}.check_token_count() from public;
+grant execute on function {{schema}}.check_token_count() to {{anon_role}}, {{user_role}};
 
 drop function if exists {{schema}}.check_bearer_claims();
 
@@ -188,4 +192,38 @@ begin
 end
 $$;
 comment on function {{schema}}.authenticate() is 'PostgREST pre-request for both modes: a session cookie becomes the role and claims its token would carry; bearer tokens are checked as check_token_count does.';
-grant execute on function {{schema}}.authenticate() to public;  -- holds no privilege
+revoke execute on function {{schema}}.authenticate() from public;
+grant execute on function {{schema}}.authenticate() to {{anon_role}}, {{user_role}};
+
+-- The pre-request runs as whatever role PostgREST switched to: besides the two roles above (and
+-- the per-user roles, members of the user role), any role granted to the authenticator (a
+-- service role, say) gets what the anonymous role has here: usage on the schema and execute on
+-- these functions and the claims helpers. A role granted to the authenticator later gets them
+-- when this file next runs (a new version, a changed setting); until then, by hand.
+do $$
+declare
+  grantee name;
+  fn regprocedure;
+begin
+  for grantee in
+    select r.rolname from pg_catalog.pg_auth_members m
+      join pg_catalog.pg_roles r on r.oid = m.roleid
+      join pg_catalog.pg_roles a on a.oid = m.member
+     where a.rolname = {{authenticator_literal}}
+     order by r.rolname
+  loop
+    if not pg_catalog.has_schema_privilege(grantee, {{schema_literal}}, 'usage') then
+      execute format('grant usage on schema %I to %I', {{schema_literal}}, grantee);
+    end if;
+    for fn in
+      select p.oid::regprocedure from pg_catalog.pg_proc p
+        join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+       where n.nspname = {{schema_literal}}
+         and pg_catalog.has_function_privilege({{anon_role_literal}}, p.oid, 'execute')
+         and not pg_catalog.has_function_privilege(grantee, p.oid, 'execute')
+    loop
+      execute format('grant execute on function %s to %I', fn, grantee);
+    end loop;
+  end loop;
+end
+$$;
