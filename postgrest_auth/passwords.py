@@ -36,9 +36,9 @@ class PasswordHasher:
         self._context = CryptContext(
             schemes=["bcrypt"], bcrypt__rounds=policy.bcrypt_rounds, bcrypt__ident="2b"
         )
-        self._executor = ThreadPoolExecutor(
-            max_workers=os.cpu_count() or 1, thread_name_prefix="bcrypt"
-        )
+        self._threads = os.cpu_count() or 1
+        self._executor = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="bcrypt")
+        self._in_flight = 0  # hashes handed to the threads and not yet back (event loop only)
         # Verified against when the account does not exist, so both answers cost the same.
         # Its cost follows the stored hashes (set_dummy_cost), not necessarily the policy.
         self._dummy_hash = self._context.hash(secrets.token_urlsafe(16))
@@ -70,6 +70,11 @@ class PasswordHasher:
             self._dummy_hash = await self._run(context.hash, secrets.token_urlsafe(16))
             return True
 
+    @property
+    def queue_depth(self) -> int:
+        """Hashes waiting for a free thread: what a sign-in waits for beyond its own bcrypt."""
+        return max(0, self._in_flight - self._threads)
+
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -95,4 +100,8 @@ class PasswordHasher:
         return ok, new_hash
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        self._in_flight += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        finally:
+            self._in_flight -= 1

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from .config import Limit, RateLimits
 from .errors import Code, ServiceError
+from .observability.metrics import count_refusal
 from .store import Connection, Store
 
 
@@ -74,7 +75,17 @@ class RateLimiter:
             return
         hits, started = await self.store.hit_rate_limit(conn, key, limit.window)
         if hits > limit.requests:
+            count_refusal(*_metric_labels(key))
             raise _too_many(started, limit, code)
+
+
+def _metric_labels(key: str) -> tuple[str, str]:
+    """(scope, action) of a key, without the address, account or code it names: `address:login:…`
+    -> (address, login), `verify:…` -> (verify, verify)."""
+    scope, _, rest = key.partition(":")
+    if scope in ("address", "account", "mail"):
+        return scope, rest.partition(":")[0]
+    return scope, scope
 
 
 def _account_key(action: str, account: str) -> str:

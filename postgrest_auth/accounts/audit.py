@@ -9,6 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from ..observability.metrics import count_event
 from ..services import Services
 from ..store import Connection
 from .context import ClientInfo
@@ -55,3 +56,4 @@ async def record(
     await services.store.insert_audit_event(
         conn, str(event), user_id, client.address, client.user_agent, detail
     )
+    count_event(event, detail)  # sign-ins and reuse detections, for Prometheus

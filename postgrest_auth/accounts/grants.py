@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import Code, ServiceError
+from ..observability.context import note_user
 from ..services import Services
 from ..session_tokens import hash_session_token, new_session_token
 from ..store import Connection, Row
@@ -27,6 +28,7 @@ class Grant:
 
 def grant(services: Services, row: Row | dict[str, Any], refresh_token: str | None) -> Grant:
     """A grant for a row carrying the user's columns, `session_id` and `claims`."""
+    note_user(row["claims"].get("sub"))  # the request's log line names who signed in
     return Grant(
         user=row,
         session_id=row["session_id"],

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import Code, ServiceError
+from ..observability.context import note_user
 from ..services import Services
 from ..session_tokens import hash_session_token
 from ..store import Connection, Row
@@ -150,6 +151,7 @@ async def caller_from_access_token(services: Services, token: str) -> Caller:
         row = await services.store.caller_by_session(conn, claims["sid"], str(claims["sub"]))
     if row is None:
         raise ServiceError(Code.TOKEN_REVOKED, "The token is no longer valid")
+    note_user(row["uid"])  # the request's log line names its caller
     return Caller(row, row["session_id"])
 
 
@@ -158,6 +160,7 @@ async def caller_from_session_token(services: Services, session_token: str) -> C
         row = await services.store.session_user_by_token(conn, hash_session_token(session_token))
     if row is None:
         raise ServiceError(Code.SESSION_ENDED, "The session has ended; sign in again")
+    note_user(row["uid"])
     return Caller(row, row["session_id"])
 
 
