@@ -22,6 +22,8 @@ from .database import open_pool
 from .janitor import sweep
 from .mail import MailWorker, make_sender
 from .migrate import migrate
+from .observability.metrics import metrics_endpoint
+from .observability.middleware import ObservabilityMiddleware
 from .passwords import PasswordHasher
 from .services import Services
 from .store import Store
@@ -108,4 +110,8 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.http.max_body_bytes, render=shapes.render
     )
+    if settings.metrics.enabled:  # outside the prefix: the example proxy does not publish it
+        app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+    # Outermost: every answer (a refused body, a CORS preflight) gets an id, a line and a count.
+    app.add_middleware(ObservabilityMiddleware, settings=settings)
     return app

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -19,6 +18,8 @@ from . import __version__
 from .config import ConfigError, Settings, load_settings
 from .mail import MailTemplates
 from .migrate import MigrationError, migrate, rendered_sql
+from .observability.logs import configure_logging, logging_config
+from .observability.multiprocess import use_fresh_directory
 
 COMMANDS = ("serve", "migrate", "sql", "mail", "users", "keys")
 
@@ -193,6 +194,7 @@ def serve(
         "log_level": settings.log_level,
         "proxy_headers": False,  # client addresses come from http.client_address_header
         "server_header": False,
+        "log_config": logging_config(settings),  # the same format in every worker
     }
     if settings.workers == 1:
         uvicorn.run(create_app(settings, migrate_on_start=False), **options)
@@ -218,9 +220,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = load_settings(args.config, overrides)
     except ConfigError as exc:
         fail(str(exc))
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    settings = configure_logging(settings, dev=dev is not None)  # log.format: json or text
     if command == "sql":
         sys.stdout.write(rendered_sql(settings))
     elif command == "migrate":
@@ -240,6 +240,8 @@ def main(argv: list[str] | None = None) -> None:
         if settings.db.auto_migrate or dev is not None:
             asyncio.run(_migrate(settings))
         banner = asyncio.run(dev.prepare_postgrest(settings)) if dev is not None else None
+        if settings.metrics.enabled:  # before prometheus_client is imported, for every worker
+            use_fresh_directory()
         serve(settings, args.config, overrides, banner)
 
 
