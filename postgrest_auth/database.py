@@ -1,4 +1,10 @@
-"""The connection pool every request and background task shares."""
+"""The connection pool every request and background task shares.
+
+Behind PgBouncer in transaction mode each transaction may run on another server connection, so
+nothing here leaves session state on a pooled connection: no SET outside a transaction, no
+LISTEN, no session advisory lock, no temporary table, and (with `db.statement_cache: false`) no
+named prepared statement. LISTEN and the migration lock use `db.direct_connection_string`.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,22 @@ import json
 import asyncpg
 
 from .config import Settings
+
+# asyncpg's own default: named statements, prepared once per connection and kept.
+STATEMENT_CACHE_SIZE = 100
+
+
+def statement_cache_size(settings: Settings) -> int:
+    """0 makes asyncpg use the unnamed statement, parsed again with every execution: PgBouncer
+    before 1.21 (or without `max_prepared_statements`) passes that through in transaction mode,
+    where a named statement prepared on one server connection is missing on the next."""
+    return STATEMENT_CACHE_SIZE if settings.db.statement_cache else 0
+
+
+def direct_dsn(settings: Settings) -> str | None:
+    """The connection string past PgBouncer, if one is configured."""
+    direct = settings.db.direct_connection_string
+    return direct.get_secret_value() if direct is not None else None
 
 
 async def _end_open_transaction(conn: asyncpg.Connection) -> None:
@@ -18,7 +40,8 @@ async def _end_open_transaction(conn: asyncpg.Connection) -> None:
 
 
 async def _decode_json(conn: asyncpg.Connection) -> None:
-    """jsonb (metadata, claims) arrives as Python objects."""
+    """jsonb (metadata, claims) arrives as Python objects. A built-in type: asyncpg registers
+    the codec on the client without a query."""
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
@@ -28,6 +51,8 @@ async def open_pool(settings: Settings) -> asyncpg.Pool:
         min_size=min(settings.db.pool.min, settings.pool_max()),
         max_size=settings.pool_max(),
         command_timeout=settings.db.command_timeout,
+        statement_cache_size=statement_cache_size(settings),
+        # A startup parameter PgBouncer tracks and sets again on each server connection it lends.
         server_settings={"application_name": "postgrest-auth"},
         reset=_end_open_transaction,
         init=_decode_json,

@@ -1,4 +1,10 @@
-"""Sends the outbox: woken by NOTIFY, retried with exponential backoff, shared by instances.
+"""Sends the outbox: woken by NOTIFY or polling, retried with exponential backoff, shared by
+instances.
+
+NOTIFY needs a session of its own: the worker LISTENs over `db.direct_connection_string`, past
+PgBouncer. Without one it never LISTENs (through PgBouncer in transaction mode the LISTEN would
+stay on a server connection lent to others, and hear nothing once the client moves) and polls
+the outbox instead.
 
 A worker claims due mail with `FOR UPDATE SKIP LOCKED` and pushes its next attempt forward as a
 lease, sends it with no transaction open, then marks it sent. Mail is sent once in normal
@@ -15,6 +21,7 @@ import aiosmtplib
 import asyncpg
 
 from ..config import Settings
+from ..database import direct_dsn
 from ..migrate import outbox_channel
 from ..store import Store
 from .senders import Sender, build_message
@@ -23,6 +30,11 @@ log = logging.getLogger(__name__)
 
 BATCH = 10
 IDLE_POLL_SECONDS = 30.0  # a lost NOTIFY (listener reconnecting) costs at most this much delay
+# Without a direct connection: mail waits at most this long, for one claim query a second per
+# worker process, an index scan of outbox_due_idx (only unsent, unfailed rows) that finds nothing.
+POLL_SECONDS = 1.0
+# The listener's application_name, for operators reading pg_stat_activity.
+LISTENER_NAME = "postgrest-auth mail listener"
 
 
 class MailWorker:
@@ -37,6 +49,7 @@ class MailWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncpg.Connection | None = None
+        self._direct_dsn = direct_dsn(settings)
         self._stopping = False
 
     def start(self) -> None:
@@ -127,14 +140,21 @@ class MailWorker:
         log.info("mail %s (%s) sent", row["id"], row["kind"])
 
     async def _sleep_until_due(self) -> None:
+        if self._direct_dsn is None:  # no NOTIFY comes: the next claim is the poll
+            await self._pause(POLL_SECONDS)
+            return
         async with self.pool.acquire() as conn:
             due_in = await self.store.seconds_until_next_mail(conn)
         await self._pause(IDLE_POLL_SECONDS if due_in is None else min(due_in, IDLE_POLL_SECONDS))
 
     async def _ensure_listener(self) -> None:
+        if self._direct_dsn is None:
+            return
         if self._listener is not None and not self._listener.is_closed():
             return
-        self._listener = await asyncpg.connect(self.settings.dsn())
+        self._listener = await asyncpg.connect(
+            self._direct_dsn, server_settings={"application_name": LISTENER_NAME}
+        )
         await self._listener.add_listener(outbox_channel(self.settings), self._notified)
         self._listener.add_termination_listener(lambda _conn: self._wake.set())
 
