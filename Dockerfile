@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # postgrest-auth as a container: the wheel and its dependencies built in one stage, installed in a
 # slim one that runs as an unprivileged user.
 #
@@ -28,9 +29,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links=/wheels postgrest-auth \
-    && useradd --system --uid 10001 --user-group --create-home --home-dir /home/postgrest-auth \
+    && groupadd --system --gid 10001 postgrest-auth \
+    && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/postgrest-auth \
        --shell /usr/sbin/nologin postgrest-auth
-# A numeric user, so an orchestrator's runAsNonRoot can tell it is not root.
+# Numeric ids, so an orchestrator's runAsNonRoot can tell it is not root.
 USER 10001:10001
 WORKDIR /home/postgrest-auth
 # Listen on every interface of the container (the default, 127.0.0.1, is for a host install);
