@@ -3,12 +3,7 @@ with route templates for labels, and answers while the database is gone."""
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,53 +16,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from .support import SECRET, free_port, run_sql, wait_until
+from .observability_support import Served
+from .support import SECRET, run_sql, wait_until
 
 SETTINGS_ROUTE = "/auth/v1/settings"
-
-
-class Served:
-    """`python -m postgrest_auth` in a process group of its own, its output in a file."""
-
-    def __init__(self, tmp_path: Path, settings: dict) -> None:
-        self.port = free_port()
-        config = tmp_path / "postgrest-auth.json"
-        config.write_text(json.dumps({**settings, "port": self.port}))
-        self.tmp = tmp_path / "tmp"  # TMPDIR: where the metrics directory is made
-        self.tmp.mkdir()
-        self.output = tmp_path / "output.log"
-        with self.output.open("w") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "postgrest_auth", "--config", str(config)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env={**os.environ, "TMPDIR": str(self.tmp)},
-            )
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def wait_up(self) -> None:
-        def up() -> bool:
-            assert self.process.poll() is None, self.output.read_text()
-            try:
-                return httpx.get(self.url + "/auth/health", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(up, timeout=60)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-
-    def metrics_directory(self) -> Path:
-        [directory] = self.tmp.glob("postgrest-auth-metrics-*")
-        return directory
 
 
 def scrape(url: str) -> dict[tuple[str, frozenset], float]:

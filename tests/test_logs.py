@@ -1,0 +1,228 @@
+"""JSON logs: one line per request with its id, route, status, duration, user and client; the id
+taken from a trusted proxy only; and nothing secret anywhere in the output of a full flow."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+
+from .email_flows import secret_to
+from .observability_support import Served
+from .support import SECRET, SmtpServer, body_text, password_change
+
+PROXY = "127.0.0.2"  # the trusted proxy: requests sent from this loopback address
+JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
+ACCESS_FIELDS = {"time", "level", "request_id", "method", "route", "status", "duration_ms"}
+
+
+@pytest.fixture
+def served(tmp_path: Path, dsn: str, smtp: SmtpServer) -> Iterator[Served]:
+    service = Served(
+        tmp_path,
+        {
+            "secret": SECRET,
+            "workers": 2,
+            "log_level": "info",  # log.format unset: JSON, as in production
+            "db": {"connection_string": dsn, "pool": {"min": 1, "max": 3}},
+            "email": {
+                "backend": "smtp",
+                "host": "127.0.0.1",
+                "port": smtp.port,
+                "starttls": False,
+                "from": "auth@example.test",
+            },
+            "passwords": {"bcrypt_rounds": 4},
+            "cookie": {"enabled": True, "secure": False},
+            "http": {"trusted_proxies": [PROXY]},
+        },
+    )
+    try:
+        service.wait_up()
+        yield service
+    finally:
+        service.stop()
+
+
+class Flow:
+    """Requests of the flow, each answer kept, and every secret the flow handled."""
+
+    def __init__(self, served: Served) -> None:
+        self.http = httpx.Client(base_url=served.url + "/auth", timeout=30)
+        self.answers: list[httpx.Response] = []
+        self.secrets: set[str] = set()
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        r = self.http.request(method, path, **kwargs)
+        self.answers.append(r)
+        self.keep(r)
+        return r
+
+    def keep(self, r: httpx.Response) -> None:
+        """Tokens and cookie values the answer handed out."""
+        try:
+            body = r.json()
+        except ValueError:
+            body = {}
+        if isinstance(body, dict):
+            for key in ("access_token", "refresh_token", "token"):
+                if isinstance(body.get(key), str):
+                    self.secrets.add(body[key])
+        for cookie in r.headers.get_list("set-cookie"):
+            name_value = cookie.split(";", 1)[0]
+            self.secrets.add(name_value.split("=", 1)[1])
+        for part in re.findall(
+            r"(?:access_token|refresh_token)=([^&#\s]+)", r.headers.get("location", "")
+        ):
+            self.secrets.add(part)
+
+    def secret(self, *values: str) -> None:
+        self.secrets.update(values)
+
+
+def sub_of(r: httpx.Response) -> str:
+    claims = jwt.decode(
+        r.json()["access_token"], SECRET, algorithms=["HS256"], options={"verify_aud": False}
+    )
+    return claims["sub"]
+
+
+def test_json_request_lines_and_no_secrets(served: Served, smtp: SmtpServer) -> None:
+    flow = Flow(served)
+    call = flow.call
+    # The original API: sign up, sign in (cookie mode), refresh by the cookie,
+    # password change, recovery with the mailed reset token.
+    passwords = ["first pass 1", "second pass 2", "third pass 3", "wrong pass 0"]
+    flow.secret(*passwords)
+    r = call(
+        "POST",
+        "/users",
+        json={"username": "loggy", "email": "loggy@example.test", "password": passwords[0]},
+    )
+    assert r.status_code == 201, r.text
+    r = call("POST", "/login", json={"username": "loggy@example.test", "password": passwords[0]})
+    assert r.status_code == 200, r.text
+    signed_in, user_id = r, sub_of(r)
+    assert flow.http.cookies.get("session_token")
+    r = call("POST", "/refresh_token")  # by the session cookie (cookie mode: no refresh token)
+    assert r.status_code == 200, r.text
+    bearer = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    r = call("GET", "/user", headers=bearer)
+    assert r.status_code == 200, r.text
+    authenticated = r
+    r = call("POST", "/login", json={"username": "loggy", "password": passwords[3]})
+    assert 400 <= r.status_code < 500, r.text
+    r = call("POST", "/change_password", json=password_change("loggy", passwords[0], passwords[1]))
+    assert r.status_code == 200, r.text
+    r = call("POST", "/forgot_password", json={"username": "loggy"})
+    assert r.status_code == 200, r.text
+
+    def reset_mail() -> str:
+        mails = smtp.mailbox.wait_for("loggy@example.test", count=3)
+        [reset] = [m for m in mails if "reset" in str(m["Subject"]).lower()]
+        [token] = JWT.findall(body_text(reset))
+        return token
+
+    reset_token = reset_mail()
+    flow.secret(reset_token)
+    r = call(
+        "POST",
+        "/change_password",
+        json={
+            "username": "loggy",
+            "reset_token": reset_token,
+            "new_password": passwords[2],
+            "new_password_confirm": passwords[2],
+        },
+    )
+    assert r.status_code == 200, r.text
+
+    # The GoTrue API: sign up, sign in, refresh, password change, recovery by the mailed link
+    # (its secret in the query string), a sign-in code (OTP).
+    gotrue = ["gotrue pass 1", "gotrue pass 2"]
+    flow.secret(*gotrue)
+    email = "gotrue@example.test"
+    r = call("POST", "/v1/signup", json={"email": email, "password": gotrue[0]})
+    assert r.status_code == 200, r.text
+    r = call("POST", "/v1/token?grant_type=password", json={"email": email, "password": gotrue[0]})
+    assert r.status_code == 200, r.text
+    r = call(
+        "POST",
+        "/v1/token?grant_type=refresh_token",
+        json={"refresh_token": r.json()["refresh_token"]},
+    )
+    assert r.status_code == 200, r.text
+    bearer = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    r = call("PUT", "/v1/user", headers=bearer, json={"password": gotrue[1]})
+    assert r.status_code == 200, r.text
+    r = call("POST", "/v1/recover", json={"email": email})
+    assert r.status_code == 200, r.text
+    recovery = secret_to(smtp, email, "Recover")
+    flow.secret(recovery.token_hash, recovery.code, recovery.link)
+    r = call("GET", served.url + recovery.path(), follow_redirects=False)
+    assert r.status_code in (200, 302, 303), r.text  # JSON, or a redirect for a browser
+    r = call("POST", "/v1/otp", json={"email": email, "create_user": False})
+    assert r.status_code == 200, r.text
+    code = secret_to(smtp, email, "sign-in")
+    flow.secret(code.token_hash, code.code)
+    r = call("POST", "/v1/verify", json={"type": "email", "email": email, "token": code.code})
+    assert r.status_code == 200, r.text
+
+    # Request ids: a trusted proxy's is kept; anyone else's, or one unsafe to print, is not.
+    with httpx.Client(
+        base_url=served.url + "/auth", transport=httpx.HTTPTransport(local_address=PROXY)
+    ) as proxy:
+        kept = proxy.get("/health", headers={"X-Request-Id": "nginx-4f1c.9:a"})
+        unsafe = proxy.get("/health", headers={"X-Request-Id": 'x" injected\\'})
+        too_long = proxy.get("/health", headers={"X-Request-Id": "a" * 201})
+    forged = flow.http.get("/health", headers={"X-Request-Id": "forged-by-a-client"})
+    assert kept.headers["x-request-id"] == "nginx-4f1c.9:a"
+    for r in (unsafe, too_long, forged):
+        assert re.fullmatch(r"[0-9a-f]{32}", r.headers["x-request-id"]), r.headers
+    flow.answers += [kept, unsafe, too_long, forged]
+    flow.http.close()
+    served.stop()
+    assert served.process.returncode == 0
+
+    log = served.output.read_text()
+    entries = []
+    for line in log.splitlines():
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            raise AssertionError(f"not a JSON line: {line!r}") from None
+    assert all({"time", "level", "logger", "message"} <= set(e) for e in entries), entries[:3]
+    access = {e["request_id"]: e for e in entries if e["logger"] == "postgrest_auth.access"}
+    for answer in flow.answers:
+        line = access[answer.headers["x-request-id"]]
+        assert ACCESS_FIELDS <= set(line), line
+        assert line["status"] == answer.status_code, (line, answer.request.url)
+        assert line["method"] == answer.request.method
+        assert line["route"] is not None and "?" not in line["route"], line
+        assert line["client"] in ("127.0.0.1", PROXY), line
+        assert isinstance(line["duration_ms"], float | int) and line["duration_ms"] >= 0
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["time"]), line
+    assert access[signed_in.headers["x-request-id"]]["user_id"] == user_id
+    assert access[authenticated.headers["x-request-id"]]["user_id"] == user_id
+    assert access[kept.headers["x-request-id"]]["client"] == PROXY
+    assert access[forged.headers["x-request-id"]]["client"] == "127.0.0.1"
+    assert {line["route"] for line in access.values()} >= {
+        "/auth/users", "/auth/login", "/auth/v1/token", "/auth/v1/verify", "/auth/health"
+    }  # fmt: skip
+    # The workers and the supervisor wrote them: more than one process.
+    assert (
+        len({e["message"] for e in entries if e["message"].startswith("Started server process")})
+        == 2
+    )
+
+    assert "forged-by-a-client" not in log and "injected" not in log
+    assert len(flow.secrets) > 20
+    # A six-digit code is looked for as a number of its own (not inside a longer one).
+    leaked = [s for s in flow.secrets if re.search(rf"(?<!\d){re.escape(s)}(?!\d)", log)]
+    assert leaked == [], leaked
