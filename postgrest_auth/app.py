@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -21,6 +22,7 @@ from .config import Settings
 from .database import open_pool
 from .janitor import sweep
 from .mail import MailWorker, make_sender
+from .mail.relink import renew
 from .migrate import migrate
 from .observability.metrics import metrics_endpoint
 from .observability.middleware import ObservabilityMiddleware
@@ -52,7 +54,8 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
             log.warning("dummy hash cost: %s", type(exc).__name__)
         services = Services.build(settings, pool, hasher)
         app.state.services = services
-        worker = MailWorker(settings, pool, store, make_sender(settings.email))
+        sender = make_sender(settings.email)
+        worker = MailWorker(settings, pool, store, sender, renew=partial(renew, services))
         worker.start()
         janitor = asyncio.create_task(sweep(services), name="janitor")
         try:

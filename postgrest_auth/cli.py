@@ -129,7 +129,16 @@ async def _mail(settings: Settings, action: str) -> None:
 
     async def work(conn: asyncpg.Connection) -> None:
         if action == "retry":
-            print(f"{await store.retry_failed_mail(conn)} failed mail queued again")
+            retried = await store.retry_failed_mail(conn)
+            print(
+                f"{retried['queued']} failed mail queued again"
+                f" ({retried['expired']} with an expired link, sent with a new one)"
+            )
+            if retried["erased"]:
+                print(
+                    f"{retried['erased']} failed mail not queued: erased after"
+                    " email.failed_retention days"
+                )
             return
         row = await store.outbox_status(conn)
         print(f"pending: {row['pending']}\nsent: {row['sent']}\nfailed: {row['failed']}")

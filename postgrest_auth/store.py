@@ -25,6 +25,13 @@ CALLER_COLUMNS = ", ".join(f"u.{c}" for c in USER_COLUMNS.split(", "))
 LIVE = "revoked_at is null and expires_at > now()"
 
 
+# What a mail says, erased once it is sent, dropped, or failed longer than the retention: the
+# bodies and the subject may hold a secret, `link` holds the template values.
+ERASED = "subject = '', body_text = null, body_html = null, link = null"
+# A mail whose secret has died: never sent as written (mail.relink issues a new one).
+LINK_EXPIRED = "coalesce(link_expires_at <= now(), false)"
+
+
 def live(alias: str) -> str:
     """LIVE for a session table under `alias` in a join."""
     return f"{alias}.revoked_at is null and {alias}.expires_at > now()"
@@ -416,36 +423,78 @@ class Store:
         subject: str,
         body_text: str,
         body_html: str | None,
+        link_lifetime: int | None = None,
+        link: str | None = None,
     ) -> None:
+        """`link_lifetime` (seconds from this transaction's now(), as the secret's own expiry)
+        and `link` (JSON: how to issue it again) for a mail that carries an expiring secret."""
         await conn.execute(
-            f"insert into {self.outbox_table} (kind, recipient, subject, body_text, body_html)"
-            " values ($1, $2, $3, $4, $5)",
+            f"insert into {self.outbox_table}"
+            " (kind, recipient, subject, body_text, body_html, link_expires_at, link)"
+            " values ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7::text::jsonb)",
             kind,
             recipient,
             subject,
             body_text,
             body_html,
+            link_lifetime,
+            link,
         )
 
     async def claim_mail(self, conn: Connection, lease_seconds: float, limit: int) -> list[Row]:
-        """Take due mail for this worker; other workers skip it until the lease runs out."""
+        """Take due mail for this worker; other workers skip it until the lease runs out.
+        `link_expired`: the one rule for a mail whose secret died in the queue."""
         return await conn.fetch(
             f"update {self.outbox_table} o set attempts = attempts + 1,"
             " next_attempt_at = now() + make_interval(secs => $1)"
             f" where id in (select id from {self.outbox_table}"
             " where sent_at is null and failed_at is null and next_attempt_at <= now()"
             " order by next_attempt_at, id limit $2 for update skip locked)"
-            " returning id, kind, recipient, subject, body_text, body_html, attempts",
+            " returning id, kind, recipient, subject, body_text, body_html, attempts,"
+            f" {LINK_EXPIRED} as link_expired, link::text as link",
             lease_seconds,
             limit,
         )
 
     async def mark_sent(self, conn: Connection, mail_id: int) -> None:
-        """Bodies may hold reset links: they are erased once the server has the mail."""
+        """What a mail says may hold a secret: erased once the server has the mail."""
         await conn.execute(
-            f"update {self.outbox_table} set sent_at = now(), body_text = null,"
-            " body_html = null, last_error = null where id = $1",
+            f"update {self.outbox_table} set sent_at = now(), {ERASED}, last_error = null"
+            " where id = $1",
             mail_id,
+        )
+
+    async def renew_mail(
+        self,
+        conn: Connection,
+        mail_id: int,
+        subject: str,
+        body_text: str,
+        body_html: str | None,
+        link_lifetime: int,
+        link: str,
+    ) -> None:
+        """The mail rendered again around a newly issued secret, in that secret's transaction."""
+        await conn.execute(
+            f"update {self.outbox_table} set subject = $2, body_text = $3, body_html = $4,"
+            " link_expires_at = now() + make_interval(secs => $5), link = $6::text::jsonb"
+            " where id = $1",
+            mail_id,
+            subject,
+            body_text,
+            body_html,
+            link_lifetime,
+            link,
+        )
+
+    async def drop_mail(self, conn: Connection, mail_id: int, reason: str) -> None:
+        """Never to be sent (its secret died and cannot be issued again): failed for good,
+        with the reason, and erased at once."""
+        await conn.execute(
+            f"update {self.outbox_table} set failed_at = now(), last_error = $2, {ERASED}"
+            " where id = $1 and sent_at is null",
+            mail_id,
+            reason[:1000],
         )
 
     async def mark_failed_attempt(
@@ -482,10 +531,49 @@ class Store:
             f" as last_error from {self.outbox_table}"
         )
 
-    async def retry_failed_mail(self, conn: Connection) -> int:
+    async def retry_failed_mail(self, conn: Connection) -> Row:
+        """Failed mail queued again (`queued`; `expired`: of those, how many the worker will
+        send with a new secret), except mail already erased (`erased`), which has nothing
+        left to send."""
+        return await conn.fetchrow(
+            f"with queued as (update {self.outbox_table} set failed_at = null, attempts = 0,"
+            " last_error = null, next_attempt_at = now()"
+            f" where failed_at is not null and body_text is not null returning {LINK_EXPIRED}"
+            " as link_expired)"
+            " select (select count(*) from queued) as queued,"
+            " (select count(*) from queued where link_expired) as expired,"
+            f" (select count(*) from {self.outbox_table} where failed_at is not null"
+            " and body_text is null) as erased"
+        )
+
+    async def latest_one_time_token(self, conn: Connection, user_id: int, kind: str) -> Row | None:
+        """The account's one-time token of `kind` (one row per account and kind): whether a
+        queued mail's secret is still the latest, before a new one replaces it."""
+        return await conn.fetchrow(
+            f"select token_hash, used_at from {self.one_time_tokens}"
+            " where user_id = $1 and kind = $2",
+            user_id,
+            kind,
+        )
+
+    async def erase_failed_mail(self, conn: Connection, older_than_days: int) -> int:
+        """What failed mail says (a reset link, a code) is erased after the retention; the
+        row stays (kind, recipient, attempts, error) so `mail status` still counts it."""
         status = await conn.execute(
-            f"update {self.outbox_table} set failed_at = null, attempts = 0,"
-            " next_attempt_at = now() where failed_at is not null"
+            f"update {self.outbox_table} set {ERASED}"
+            " where failed_at < now() - make_interval(days => $1) and body_text is not null",
+            older_than_days,
+        )
+        return int(status.split()[-1])
+
+    async def delete_sent_mail(self, conn: Connection, older_than_days: int, batch: int) -> int:
+        """At most `batch` rows sent more than `older_than_days` ago: short statements, so a
+        first sweep over a large outbox holds no long lock."""
+        status = await conn.execute(
+            f"delete from {self.outbox_table} where id in (select id from {self.outbox_table}"
+            " where sent_at < now() - make_interval(days => $1) limit $2)",
+            older_than_days,
+            batch,
         )
         return int(status.split()[-1])
 

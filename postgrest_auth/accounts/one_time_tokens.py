@@ -9,7 +9,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..config import Settings
 from ..errors import Code, ServiceError
+from ..mail.outbox import ExpiringLink
 from ..services import Services
 from ..store import Connection, Row
 from .links import Challenge, VerifyLink, verify_url
@@ -113,16 +115,39 @@ async def mail_secret(
     conn's transaction: a rolled-back request mails nothing and leaves the older secret."""
     secret = await issue(services, conn, kind, user, to, link.challenge)
     settings = services.settings
+    values, expiring = mailed(settings, kind, user, link, secret)
     await services.outbox.enqueue(
         conn,
         TEMPLATES[kind],
         to,
+        expiring,
         username=user["username"] or to,
         email=to,
         type=kind,
-        confirmation_url=verify_url(settings, link, secret.token, kind),
-        token=secret.code,
-        token_hash=secret.token,
         minutes=str(max(1, settings.email.otp_exp // 60)),
+        **values,
         **context,
+    )
+
+
+def mailed(
+    settings: Settings, kind: Kind, user: Row, link: VerifyLink, secret: Secret
+) -> tuple[dict[str, str], ExpiringLink]:
+    """The template values that carry the secret (link and code), and the outbox's record of
+    when it dies and how to issue it again: one recipe for the first mail and for one whose
+    secret died in the queue (mail.relink)."""
+    challenge = link.challenge
+    return {
+        "confirmation_url": verify_url(settings, link, secret.token, kind),
+        "token": secret.code,
+        "token_hash": secret.token,
+    }, ExpiringLink(
+        kind=kind,
+        user_id=user["id"],
+        lifetime=settings.email.otp_exp,
+        current=link_digest(secret.token).hex(),
+        path=link.path,
+        redirect_to=link.redirect_to,
+        code_challenge=challenge and challenge.code_challenge,
+        code_challenge_method=challenge and challenge.method,
     )

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from ..mail.outbox import ExpiringLink
 from ..services import Services
+from ..store import Row
 from .audit import Event, record
 from .context import ClientInfo
 
@@ -21,6 +23,23 @@ def reset_link(template: str | None, token: str, username: str) -> str:
     if not template:
         return token
     return template.replace("{token}", token).replace("{username}", username)
+
+
+def reset_mail(services: Services, user: Row) -> tuple[dict[str, str], ExpiringLink]:
+    """A new reset token's template values, and the outbox's record of when it dies and how
+    to issue another: one recipe for the first mail and for one whose token died in the queue
+    (mail.relink). Issuing one ends no other: each dies with the password or the address."""
+    token = services.tokens.reset_token(dict(user))
+    settings = services.settings
+    return {
+        "reset_link": reset_link(settings.email.reset_url, token, user["username"]),
+        "reset_token": token,
+    }, ExpiringLink(
+        kind="reset",
+        user_id=user["id"],
+        lifetime=settings.email.reset_token_exp,
+        current=user["token_count"],
+    )
 
 
 async def _count_attempt(services: Services, client: ClientInfo, action: str, account: str) -> None:
@@ -40,16 +59,16 @@ async def forgot_password(services: Services, client: ClientInfo, username: str)
             user = await services.store.user_by_username(conn, username)
             if user is None or not user["email"]:
                 return
-            token = services.tokens.reset_token(dict(user))
+            values, expiring = reset_mail(services, user)
             await record(services, conn, Event.RESET_REQUESTED, user["id"], client)
             await services.outbox.enqueue(
                 conn,
                 "reset_password",
                 user["email"],
+                expiring,
                 username=user["username"],
-                reset_link=reset_link(settings.email.reset_url, token, user["username"]),
-                reset_token=token,
                 reset_minutes=str(settings.email.reset_token_exp // 60),
+                **values,
             )
 
     return send

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 import aiosmtplib
 import asyncpg
@@ -25,8 +26,12 @@ from ..database import direct_dsn
 from ..migrate import outbox_channel
 from ..store import Store
 from .senders import Sender, build_message
+from .templates import RenderedMail
 
 log = logging.getLogger(__name__)
+
+# Issues a new secret for a claimed mail whose link died and renders it again (mail.relink).
+Renew = Callable[[asyncpg.Record], Awaitable[RenderedMail | None]]
 
 BATCH = 10
 IDLE_POLL_SECONDS = 30.0  # a lost NOTIFY (listener reconnecting) costs at most this much delay
@@ -39,12 +44,18 @@ LISTENER_NAME = "postgrest-auth mail listener"
 
 class MailWorker:
     def __init__(
-        self, settings: Settings, pool: asyncpg.Pool, store: Store, sender: Sender
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        store: Store,
+        sender: Sender,
+        renew: Renew | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
         self.store = store
         self.sender = sender
+        self.renew = renew  # mail.relink.renew; without it, a mail whose link died is dropped
         self.lease_seconds = settings.email.timeout * 3 + 30
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -113,12 +124,13 @@ class MailWorker:
 
     async def _deliver(self, row: asyncpg.Record) -> None:
         try:  # a mail that cannot even be built counts as a failed attempt, not a worker crash
+            mail = RenderedMail(row["subject"], row["body_text"] or "", row["body_html"])
+            if row["link_expired"]:  # never sent as written: a new secret, or not at all
+                mail = await self._renewed(row)
+                if mail is None:
+                    return
             message = build_message(
-                self.settings.email,
-                row["recipient"],
-                row["subject"],
-                row["body_text"] or "",
-                row["body_html"],
+                self.settings.email, row["recipient"], mail.subject, mail.text, mail.html
             )
             await self.sender.send(message)
         except Exception as exc:
@@ -138,6 +150,19 @@ class MailWorker:
         async with self.pool.acquire() as conn:
             await self.store.mark_sent(conn, row["id"])
         log.info("mail %s (%s) sent", row["id"], row["kind"])
+
+    async def _renewed(self, row: asyncpg.Record) -> RenderedMail | None:
+        mail = None
+        if self.renew is not None:
+            mail = await self.renew(row)
+        else:
+            async with self.pool.acquire() as conn:
+                await self.store.drop_mail(conn, row["id"], "not sent: its link expired")
+        if mail is None:
+            log.info("mail %s (%s) not sent: its link expired", row["id"], row["kind"])
+        else:
+            log.info("mail %s (%s): its link expired, sending a new one", row["id"], row["kind"])
+        return mail
 
     async def _sleep_until_due(self) -> None:
         if self._direct_dsn is None:  # no NOTIFY comes: the next claim is the poll
