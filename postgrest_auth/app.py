@@ -19,14 +19,14 @@ from .api.csrf import refuse_cross_origin_writes
 from .api.errors import ErrorShapes, install_error_handlers
 from .api.gotrue.errors import render as render_gotrue
 from .config import Settings
-from .database import open_pool
 from .janitor import sweep
 from .mail import MailWorker, make_sender
 from .mail.relink import renew
-from .migrate import migrate
+from .migrate import migrate, migration_connection
 from .observability.metrics import metrics_endpoint
 from .observability.middleware import ObservabilityMiddleware
 from .passwords import PasswordHasher
+from .reach import open_pool_when_up
 from .services import Services
 from .store import Store
 
@@ -39,9 +39,9 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redact_access_log()
-        pool = await open_pool(settings)
+        pool = await open_pool_when_up(settings)  # DatabaseUnreachable: one line, no serving
         if should_migrate:
-            async with pool.acquire() as conn:
+            async with migration_connection(settings, pool) as conn:
                 await migrate(conn, settings)
         store = Store(settings)
         hasher = PasswordHasher(settings.passwords)

@@ -17,9 +17,10 @@ import asyncpg
 from . import __version__
 from .config import ConfigError, Settings, load_settings
 from .mail import MailTemplates
-from .migrate import MigrationError, migrate, rendered_sql
+from .migrate import MigrationError, migrate, migration_status, rendered_sql
 from .observability.logs import configure_logging, logging_config
 from .observability.multiprocess import use_fresh_directory
+from .reach import DatabaseUnreachable, connection_setting, reach
 
 COMMANDS = ("serve", "migrate", "sql", "mail", "users", "keys")
 
@@ -92,14 +93,24 @@ def fail(message: str) -> None:
     raise SystemExit(2)
 
 
-async def _with_connection(settings: Settings, work: Any) -> Any:
-    try:
-        conn = await asyncpg.connect(settings.dsn(), timeout=10)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        fail(
-            f"db.connection: cannot connect to the database ({type(exc).__name__}: {exc}); "
-            "check db.connection / db.connection_string and that PostgreSQL is running"
+async def _with_connection(settings: Settings, work: Any, *, direct: bool = False) -> Any:
+    """Run `work(conn)` on one connection, waited for as start-up waits (db.connect_timeout).
+    `direct`: past PgBouncer when db.direct_connection_string is given (the migration lock)."""
+    from .database import statement_cache_size
+
+    given = settings.db.direct_connection_string if direct else None
+    dsn = given.get_secret_value() if given else settings.dsn()
+    setting = "db.direct_connection_string" if given else connection_setting(settings)
+
+    async def connect(seconds: float) -> asyncpg.Connection:
+        return await asyncpg.connect(
+            dsn, timeout=seconds, statement_cache_size=statement_cache_size(settings)
         )
+
+    try:
+        conn = await reach(connect, settings, dsn, setting)
+    except DatabaseUnreachable as exc:
+        fail(str(exc))
     try:
         return await work(conn)
     finally:
@@ -119,7 +130,18 @@ async def _migrate(settings: Settings) -> list[str]:
             )
         return []
 
-    return await _with_connection(settings, work)
+    return await _with_connection(settings, work, direct=True)
+
+
+async def _check_migrations(settings: Settings) -> None:
+    """db.auto_migrate: false: serve only a database migrated to exactly this version's files."""
+
+    async def work(conn: asyncpg.Connection) -> None:
+        problem = (await migration_status(conn, settings)).problem()
+        if problem is not None:
+            fail(problem)
+
+    await _with_connection(settings, work)
 
 
 async def _mail(settings: Settings, action: str) -> None:
@@ -246,8 +268,11 @@ def main(argv: list[str] | None = None) -> None:
             MailTemplates(settings.email.templates_dir)
         except (ValueError, OSError) as exc:
             fail(str(exc))
+        # Workers start only once the database answers (and is migrated): one line otherwise.
         if settings.db.auto_migrate or dev is not None:
             asyncio.run(_migrate(settings))
+        else:
+            asyncio.run(_check_migrations(settings))
         banner = asyncio.run(dev.prepare_postgrest(settings)) if dev is not None else None
         if settings.metrics.enabled:  # before prometheus_client is imported, for every worker
             use_fresh_directory()

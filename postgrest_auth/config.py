@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +24,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -117,6 +119,34 @@ class Email(Section):
         " None: it answers the session as JSON",
     )
 
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file_loads(cls, value: Path | None) -> Path | None:
+        """Refused at start-up, not at the first mail."""
+        if value is None:
+            return None
+        if not value.is_file():
+            raise ValueError(
+                f"no file at {value}; give the PEM file of the CA that signed the SMTP"
+                " server's certificate, or remove the setting"
+            )
+        try:
+            ssl.create_default_context(cafile=str(value))
+        except (ssl.SSLError, OSError, ValueError):
+            raise ValueError(f"{value} is not a readable PEM certificate file") from None
+        return value
+
+    @field_validator("templates_dir")
+    @classmethod
+    def _templates_dir_exists(cls, value: Path | None) -> Path | None:
+        """A misspelt directory would silently send the shipped mails."""
+        if value is not None and not value.is_dir():
+            raise ValueError(
+                f"no directory at {value}; fix the path, or remove the setting to send the"
+                " shipped mails"
+            )
+        return value
+
 
 class Payload(Section):
     exp: int = Field(604800, ge=60)
@@ -141,6 +171,37 @@ class SigningKey(Section):
     algorithm: Literal["RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "EdDSA"]
     private_key_file: Path | None = None
     public_key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _key_files_hold_keys(self) -> SigningKey:
+        """Each file is read and parsed once here, so a wrong one stops start-up in one line
+        instead of failing at the first token."""
+        from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+        from jwt.algorithms import get_default_algorithms
+
+        algorithm = get_default_algorithms()[self.algorithm]
+        for field in ("private_key_file", "public_key_file"):
+            path: Path | None = getattr(self, field)
+            if path is None:
+                continue
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise ValueError(
+                    f"{field}: cannot read {path} ({exc.strerror}); fix the path"
+                ) from None
+            try:
+                key = algorithm.prepare_key(data)
+            except Exception:  # PyJWT and cryptography raise several kinds for a non-key
+                key = None
+            private = isinstance(key, PrivateKeyTypes)
+            if key is None or (field == "private_key_file") != private:
+                kind = "private" if field == "private_key_file" else "public"
+                raise ValueError(
+                    f"{field}: {path} is not a PEM {self.algorithm} {kind} key; make one with"
+                    " `openssl genpkey` (private) or `openssl pkey -pubout` (public)"
+                )
+        return self
 
 
 class Jwt(Section):
@@ -497,11 +558,7 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 
 def check_secret(settings: Settings) -> None:
     """Something must sign; PostgREST refuses a jwt-secret under 32 characters, so we do too."""
-    keys = settings.jwt.keys
-    for index, key in enumerate(keys):
-        for path in (key.private_key_file, key.public_key_file):
-            if path is not None and not path.is_file():
-                raise ConfigError(f"setting jwt.keys.{index}: no key file at {path}")
+    keys = settings.jwt.keys  # each key file was read and parsed by SigningKey
     how = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
     if settings.secret is None:
         if any(key.private_key_file for key in keys):

@@ -81,7 +81,8 @@ def test_bad_json_names_the_file(tmp_path):
 
 
 def test_unreachable_database_is_one_line(tmp_path):
-    path = config(tmp_path, f"postgresql://nobody@127.0.0.1:{free_port()}/none")
+    dsn = f"postgresql://nobody@127.0.0.1:{free_port()}/none"
+    path = config(tmp_path, db={"connection_string": dsn, "connect_timeout": 1})
     result = run_cli("migrate", "--config", str(path))
     assert result.returncode != 0
     assert "db.connection" in one_line(result.stderr)

@@ -272,7 +272,14 @@ def test_asymmetric_keys_need_no_secret(tmp_path):
 
 
 def test_keys_that_cannot_sign_or_are_missing_are_refused_in_one_line(tmp_path):
-    (tmp_path / "pub.pem").write_text("not read yet")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    (tmp_path / "pub.pem").write_bytes(
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     public_only = {"kid": "a", "algorithm": "ES256", "public_key_file": str(tmp_path / "pub.pem")}
     with pytest.raises(ConfigError) as refused:
         load_settings(None, {"jwt": {"keys": [public_only]}}, environ=False)

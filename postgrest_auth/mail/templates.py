@@ -43,9 +43,21 @@ class MailTemplates:
 
     def __init__(self, override_dir: Path | None = None) -> None:
         self.override_dir = override_dir
+        self._refuse_strangers()
         self._templates = {
             kind: (*self._text_template(kind), self._read(f"{kind}.html")) for kind in KINDS
         }
+
+    def _refuse_strangers(self) -> None:
+        """A misspelt file name would silently send the shipped mail instead."""
+        if self.override_dir is None:
+            return
+        for path in sorted(self.override_dir.glob("*")):
+            if path.suffix in (".txt", ".html") and path.stem not in KINDS:
+                raise ValueError(
+                    f"email.templates_dir: {path.name} is not a mail kind; name it after one"
+                    f" of {', '.join(KINDS)}"
+                )
 
     def _read(self, name: str) -> str | None:
         if self.override_dir is not None and (self.override_dir / name).is_file():
