@@ -154,7 +154,8 @@ async def _mail(settings: Settings, action: str) -> None:
             retried = await store.retry_failed_mail(conn)
             print(
                 f"{retried['queued']} failed mail queued again"
-                f" ({retried['expired']} with an expired link, sent with a new one)"
+                f" ({retried['expired']} with an expired link: sent with a new one, or not at"
+                " all if a newer mail or a change to the account made it moot)"
             )
             if retried["erased"]:
                 print(
