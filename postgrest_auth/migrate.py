@@ -18,6 +18,7 @@ from pathlib import Path
 import asyncpg
 
 from .config import Settings
+from .reach import reach
 from .sqltext import quote_ident, quote_literal
 
 log = logging.getLogger(__name__)
@@ -250,7 +251,12 @@ async def migration_connection(
         async with pool.acquire() as conn:
             yield conn
         return
-    conn = await asyncpg.connect(direct.get_secret_value(), timeout=settings.db.connect_timeout)
+    dsn = direct.get_secret_value()
+
+    async def connect(seconds: float) -> asyncpg.Connection:
+        return await asyncpg.connect(dsn, timeout=seconds)
+
+    conn = await reach(connect, settings, dsn, "db.direct_connection_string")
     try:
         yield conn
     finally:

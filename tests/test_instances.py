@@ -8,6 +8,7 @@ other."""
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 import time
 import uuid
@@ -172,12 +173,17 @@ def test_mail_from_both_instances_is_sent_exactly_once(make_stack) -> None:  # t
         time.sleep(1.0)  # a second send of any of them would have reached SMTP by now
     per_recipient = Counter(message["To"] for message in stack.smtp.mailbox.messages)
     assert per_recipient == {address: 2 for _, address in users}, per_recipient
+    # Each worker logs what it sent: every mail once, between them.
+    sent_by = [re.findall(r"mail (\d+) \(\w+\) sent", i.output()) for i in (a, b)]
+    every_send = [*sent_by[0], *sent_by[1]]
+    assert len(every_send) == len(set(every_send)) == 40, sent_by
     rows = run_sql(stack.dsn, "select recipient, kind, attempts from auth.outbox")
     assert Counter(row["kind"] for row in rows) == {"welcome": 20, "recovery": 20}
     assert {row["attempts"] for row in rows} == {1}  # no mail was claimed twice
     print(
         f"\n40 mails (20 welcome, 20 recovery) from two instances: {len(per_recipient)} "
         f"recipients, {sum(per_recipient.values())} messages at SMTP, each sent once"
+        f" (instance 1 sent {len(sent_by[0])}, instance 2 {len(sent_by[1])})"
     )
 
 
