@@ -403,6 +403,34 @@ def test_four_instances_migrating_a_fresh_database_apply_each_file_once(dsn, dir
     assert locks == []
 
 
+def test_four_instances_migrating_through_pgbouncer_apply_each_file_once(admin_dsn, dsn):
+    """Transaction pooling with 2 server connections under 4 clients: the transaction-level lock
+    (a session lock could be released on another server connection) keeps one migrator."""
+    from .pgbouncer_support import PgBouncer
+
+    password = "bouncer-client-password"
+    bouncer = PgBouncer(admin_dsn, {"postgres": password}, pool_size=2).start()
+    try:
+        through = bouncer.dsn(urlsplit(dsn).path.lstrip("/"), "postgres", password)
+        settings = make_settings(through, db={"statement_cache": False})
+        names = [m.name for m in load_migrations(settings)]
+
+        async def go() -> list[list[str]]:
+            conns = [await asyncpg.connect(through, statement_cache_size=0) for _ in range(4)]
+            try:
+                return list(await asyncio.gather(*(migrate(c, settings) for c in conns)))
+            finally:
+                for conn in conns:
+                    await conn.close()
+
+        applied = asyncio.run(go())
+    finally:
+        bouncer.stop()
+    assert sorted(name for each in applied for name in each) == sorted(names)
+    recorded = run_sql(dsn, "select name from auth.schema_migrations")
+    assert sorted(r[0] for r in recorded) == sorted(names)
+
+
 def test_without_a_direct_connection_a_failing_file_leaves_nothing_behind(dsn):
     """One transaction for the check and every file: a half-migrated schema cannot happen."""
     settings = make_settings(dsn)
