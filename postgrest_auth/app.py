@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from functools import partial
 
+import asyncpg
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -21,6 +22,7 @@ from .api.gotrue.errors import render as render_gotrue
 from .config import Settings
 from .janitor import sweep
 from .mail import MailWorker, make_sender
+from .draining import Drain, worker_budget
 from .mail.relink import renew
 from .migrate import migrate, migration_connection
 from .observability.metrics import metrics_endpoint
@@ -37,6 +39,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
     should_migrate = settings.db.auto_migrate if migrate_on_start is None else migrate_on_start
 
     @contextlib.asynccontextmanager
+    drain = Drain()  # begun by SIGTERM/SIGINT: /ready answers 503, the stop has a deadline
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redact_access_log()
         pool = await open_pool_when_up(settings)  # DatabaseUnreachable: one line, no serving
@@ -60,13 +63,17 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
         janitor = asyncio.create_task(sweep(services), name="janitor")
         try:
             yield
+        drain.follow_signals()
         finally:
-            await services.afterwards.drain(seconds=10)
+            # Accepted requests are answered (uvicorn waited for them); what is left of
+            # shutdown_timeout goes to the work after answers, the mail being sent, the pool.
+            budget = worker_budget(settings.shutdown_timeout)
             janitor.cancel()
-            await worker.stop()
+            await services.afterwards.drain(seconds=drain.seconds_left(budget))
+            await worker.stop(within=drain.seconds_left(budget))
             with contextlib.suppress(asyncio.CancelledError):
                 await janitor
-            await pool.close()
+            await _close_pool(pool, drain.seconds_left(budget))
             hasher.close()
 
     app = FastAPI(
@@ -79,6 +86,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
     )
     shapes = ErrorShapes()
     install_error_handlers(app, shapes)
+    app.state.drain = drain
     for router in (*original.ROUTERS, meta.router):
         app.include_router(
             router,
@@ -118,3 +126,11 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
     # Outermost: every answer (a refused body, a CORS preflight) gets an id, a line and a count.
     app.add_middleware(ObservabilityMiddleware, settings=settings)
     return app
+
+
+async def _close_pool(pool: asyncpg.Pool, within: float) -> None:
+    """Close the pool gracefully if its connections come back in time, else cut them."""
+    try:
+        await asyncio.wait_for(pool.close(), within)
+    except TimeoutError:
+        pool.terminate()

@@ -213,10 +213,14 @@ def worker_app() -> Any:
 def serve(
     settings: Settings, config: Path | None, overrides: dict[str, Any], banner: str | None
 ) -> None:
-    """Serve, migrations already applied. Several workers each read the configuration again."""
+    """Serve, migrations already applied. Several workers each read the configuration again.
+    At SIGTERM/SIGINT: refuse new connections at once, answer the accepted ones, exit within
+    `shutdown_timeout`."""
     import uvicorn
 
     from .app import create_app
+    from .draining import DrainingHttpProtocol, requests_budget
+    from .supervisor import Supervisor
 
     if banner:
         print(banner, flush=True)
@@ -227,6 +231,8 @@ def serve(
         "proxy_headers": False,  # client addresses come from http.client_address_header
         "server_header": False,
         "log_config": logging_config(settings),  # the same format in every worker
+        "timeout_graceful_shutdown": requests_budget(settings.shutdown_timeout),
+        "http": DrainingHttpProtocol,
     }
     if settings.workers == 1:
         uvicorn.run(create_app(settings, migrate_on_start=False), **options)
@@ -234,7 +240,11 @@ def serve(
     os.environ[WORKER_ARGS] = json.dumps(
         {"config": str(config) if config else None, "overrides": overrides}
     )
-    uvicorn.run("postgrest_auth.cli:worker_app", factory=True, workers=settings.workers, **options)
+    # uvicorn.run's own steps for workers, with a supervisor that closes the socket at the signal
+    server = uvicorn.Config(
+        "postgrest_auth.cli:worker_app", factory=True, workers=settings.workers, **options
+    )
+    Supervisor(server, [server.bind_socket()], stop_within=settings.shutdown_timeout).run()
 
 
 def main(argv: list[str] | None = None) -> None:

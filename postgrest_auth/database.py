@@ -9,6 +9,7 @@ named prepared statement. LISTEN and the migration lock use `db.direct_connectio
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import asyncpg
 
@@ -45,11 +46,33 @@ async def _decode_json(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+class _Pool(asyncpg.Pool):
+    """asyncpg's pool, but no acquire waits longer than `db.acquire_timeout` unless told: a
+    database that is away or saturated becomes a 503 (TimeoutError) within it, never a hang."""
+
+    __slots__ = ("_acquire_timeout",)
+
+    def __init__(self, *args: Any, acquire_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._acquire_timeout = acquire_timeout
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return super().acquire(timeout=self._acquire_timeout if timeout is None else timeout)
+
+
 async def open_pool(settings: Settings) -> asyncpg.Pool:
-    return await asyncpg.create_pool(
+    return await _Pool(
         settings.dsn(),
+        acquire_timeout=settings.db.acquire_timeout,
+        timeout=settings.db.acquire_timeout,  # each new connection's connect, the same bound
         min_size=min(settings.db.pool.min, settings.pool_max()),
         max_size=settings.pool_max(),
+        # what asyncpg.create_pool passes, which cannot build a subclass
+        max_queries=50000,
+        max_inactive_connection_lifetime=300.0,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
         command_timeout=settings.db.command_timeout,
         statement_cache_size=statement_cache_size(settings),
         # A startup parameter PgBouncer tracks and sets again on each server connection it lends.

@@ -142,7 +142,11 @@ def test_database_away_answers_503_then_recovers(service: Service, admin_dsn, ds
             assert r.headers["Retry-After"].isdigit()
             body = r.json()
             assert body["code"] == "database_unavailable" and body["status"] == 503
-            assert client.get("/health").status_code == 503
+            # Alive (no reason to restart it), but not ready for traffic.
+            r = client.get("/health")
+            assert r.status_code == 200 and r.json()["database"] == "down", r.text
+            r = client.get("/ready")
+            assert r.status_code == 503 and r.headers["Retry-After"].isdigit(), r.text
         finally:
             run_sql(admin_dsn, f'alter database "{name}" allow_connections true')
 

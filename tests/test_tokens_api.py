@@ -330,7 +330,7 @@ def test_jwks_publishes_asymmetric_keys_that_verify_tokens(dsn, smtp, tmp_path):
 def test_health(client):
     r = client.get("/health")
     assert r.status_code == 200
-    assert r.json() == {"status": "ok"}
+    assert r.json() == {"status": "ok", "database": "up"}
 
 
 # -- tokens of the Node original ----------------------------------------------------------------

@@ -67,17 +67,20 @@ class MailWorker:
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name="mail-worker")
 
-    async def stop(self) -> None:
-        """Let a send in flight finish (bounded by the SMTP timeout), then stop.
+    async def stop(self, within: float | None = None) -> None:
+        """Let a send in flight finish (bounded by the SMTP timeout, or `within` seconds when
+        the stop has a deadline), then stop.
 
         Cancelling mid-send would leave that mail leased, so it would wait out the whole lease
         before any instance tried it again.
         """
         self._stopping = True
         self._wake.set()
+        if within is None:
+            within = self.settings.email.timeout + 5
         if self._task is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), self.settings.email.timeout + 5)
+                await asyncio.wait_for(asyncio.shield(self._task), within)
             except TimeoutError:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

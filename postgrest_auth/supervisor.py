@@ -1,0 +1,84 @@
+"""Several worker processes on one port, stopped cleanly.
+
+uvicorn's supervisor binds the port once and hands the socket to each worker. At SIGTERM it
+used to keep its own copy open until every worker had exited: the kernel went on accepting
+connections that no process would ever read, and reset them when the supervisor exited, too
+late for a proxy to try another instance. Here the supervisor closes its copy at the signal
+itself; each worker closes its own as its stop begins (uvicorn), so from then on new
+connections are refused at once (ECONNREFUSED), while accepted ones are answered.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+from types import FrameType
+
+from uvicorn.config import Config
+from uvicorn.supervisors.multiprocess import Multiprocess
+
+from .draining import STOP_SIGNALS
+
+logger = logging.getLogger("uvicorn.error")
+
+
+class Supervisor(Multiprocess):
+    """uvicorn's Multiprocess, but the listening socket closes at the stop signal and the
+    workers are waited for at most `stop_within` seconds from it, then killed."""
+
+    def __init__(self, config: Config, sockets: list[socket.socket], stop_within: float) -> None:
+        super().__init__(config, sockets)
+        self.stop_within = stop_within
+        self._stop_began: float | None = None
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self._on_stop)
+
+    def _on_stop(self, sig: int, frame: FrameType | None) -> None:
+        # In the signal handler itself: closing a file descriptor is safe here, and every
+        # moment the socket stays open queues connections nobody will answer.
+        if self._stop_began is None:
+            self._stop_began = time.monotonic()
+            for sock in self.sockets:
+                sock.close()
+        self.signal_queue.append(sig)  # the loop then passes the stop on to the workers
+
+    def run(self) -> None:
+        """uvicorn's loop, looking at signals every 0.1 s rather than 0.5 s: the workers learn
+        of the stop sooner, so they stop listening and finish within the budget."""
+        logger.info("Started parent process [%s]", os.getpid())
+        self.init_processes()
+        while not self.should_exit.wait(0.1):
+            self.handle_signals()
+            self.keep_subprocess_alive()
+        self.terminate_all()
+        self.join_all()
+        logger.info("Stopping parent process [%s]", os.getpid())
+
+    def keep_subprocess_alive(self) -> None:
+        """Replace dead workers, but never once stopping: the socket a replacement would
+        inherit is closed, and a worker that ended is meant to."""
+        if self._stop_began is not None:
+            return
+        try:
+            super().keep_subprocess_alive()
+        except OSError:  # the stop signal came during this round and closed the socket
+            if self._stop_began is None:
+                raise
+
+    def join_all(self) -> None:
+        """Wait for the workers until `stop_within` seconds after the signal, then kill the
+        rest: the whole stop is bounded even if a request or a lifespan never ends."""
+        deadline = (self._stop_began or time.monotonic()) + self.stop_within
+        for process in self.processes:
+            process.process.join(max(deadline - time.monotonic(), 0.0))
+            if process.process.exitcode is None:
+                logger.error(
+                    "Worker [%s] still running %.0f s after the stop signal; killing it",
+                    process.pid,
+                    self.stop_within,
+                )
+                process.kill()
+                process.process.join()

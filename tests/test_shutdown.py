@@ -1,0 +1,283 @@
+"""A clean stop: at SIGTERM the service refuses new connections at once (so a proxy tries
+another instance), answers every request it accepted (bcrypt included) and exits within
+`shutdown_timeout`, with one worker or several. `/auth/ready` stops saying ready meanwhile."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from .support import SECRET, Service, free_port, run_sql, wait_until
+
+PASSWORD = "correct horse battery"
+SIGN_INS = 32
+SHUTDOWN_TIMEOUT = 40.0  # bcrypt on a loaded machine: 32 sign-ins took up to 12 s here
+
+
+class Running:
+    """`python -m postgrest_auth` in a process group of its own."""
+
+    def __init__(self, tmp_path: Path, dsn: str, workers: int) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}/auth"
+        config = tmp_path / "postgrest-auth.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "secret": SECRET,
+                    "port": self.port,
+                    "workers": workers,
+                    "log_level": "warning",
+                    "shutdown_timeout": SHUTDOWN_TIMEOUT,
+                    "db": {"connection_string": dsn, "pool": {"min": 1, "max": 8}},
+                    "email": {"backend": "console"},
+                    "passwords": {"bcrypt_rounds": 10},  # sign-ins that take a while
+                    "rate_limit": {
+                        "per_address": {"requests": 100000, "window": 60},
+                        "per_account": {"requests": 100000, "window": 60},
+                    },
+                }
+            )
+        )
+        self.log = tmp_path / "service.log"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "postgrest_auth", "--config", str(config)],
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_up(self) -> None:
+        def up() -> bool:
+            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            try:
+                return httpx.get(self.base + "/ready", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, timeout=60, interval=0.1)
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=10)
+
+
+def _tcp_sockets(port: int) -> list[tuple[str, int]]:
+    """(state, unread bytes) of the IPv4 sockets whose local port is `port`, from
+    /proc/net/tcp. A listener's unread count is its accept queue: connections the kernel
+    completed that no process has taken yet."""
+    rows = []
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local_port = int(fields[1].split(":")[1], 16)
+            if local_port == port:
+                rx_queue = int(fields[4].split(":")[1], 16)
+                rows.append((fields[3], rx_queue))
+    return rows
+
+
+def _all_taken_and_read(port: int, connections: int) -> bool:
+    """Every client connection was accepted by a worker, which has read its request."""
+    rows = _tcp_sockets(port)
+    established = [rx for state, rx in rows if state == "01"]
+    listening = [rx for state, rx in rows if state == "0A"]
+    return len(established) >= connections and not any(established) and not any(listening)
+
+
+@dataclass
+class Probes:
+    """New connections tried after the signal, every few milliseconds until told to stop."""
+
+    port: int
+    refused: list[float] = field(default_factory=list)  # seconds each refusal took
+    answered: list[int] = field(default_factory=list)
+    broken: list[str] = field(default_factory=list)  # accepted, then cut without an answer
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            began = time.monotonic()
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+                    sock.sendall(
+                        b"GET /auth/health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                    )
+                    reply = b""
+                    while chunk := sock.recv(65536):
+                        reply += chunk
+                if reply.startswith(b"HTTP/1.1 "):
+                    self.answered.append(int(reply[9:12]))
+                else:
+                    self.broken.append(
+                        f"closed without an answer after {time.monotonic() - began:.2f} s"
+                    )
+            except ConnectionRefusedError:
+                self.refused.append(time.monotonic() - began)
+            except OSError as exc:
+                self.broken.append(f"{type(exc).__name__} after {time.monotonic() - began:.2f} s")
+            time.sleep(0.01)
+
+
+def _sign_in_under_stop(tmp_path: Path, dsn: str, workers: int) -> dict[str, object]:
+    service = Running(tmp_path, dsn, workers)
+    try:
+        service.wait_up()
+        with httpx.Client(base_url=service.base, timeout=30) as http:
+            for n in range(4):
+                r = http.post("/users", json={"username": f"drain{n}", "password": PASSWORD})
+                assert r.status_code == 201, r.text
+        # A keep-alive connection opened before the signal, idle at it.
+        kept = httpx.Client(base_url=service.base, timeout=10)
+        assert kept.get("/ready").status_code == 200
+
+        answers: list[int | str] = []
+        lock = threading.Lock()
+        clients = [httpx.Client(base_url=service.base, timeout=60) for _ in range(SIGN_INS)]
+        together = threading.Barrier(SIGN_INS)
+
+        def sign_in(n: int) -> None:
+            together.wait()
+            try:
+                r = clients[n].post(
+                    "/refresh_token", json={"username": f"drain{n % 4}", "password": PASSWORD}
+                )
+                outcome: int | str = r.status_code
+            except httpx.HTTPError as exc:
+                outcome = type(exc).__name__
+            with lock:
+                answers.append(outcome)
+
+        threads = [threading.Thread(target=sign_in, args=(n,)) for n in range(SIGN_INS)]
+        for thread in threads:
+            thread.start()
+        # Accepted: every connection taken from the kernel by a worker, its request read.
+        try:
+            wait_until(
+                lambda: _all_taken_and_read(service.port, SIGN_INS), timeout=20, interval=0.002
+            )
+        except AssertionError:
+            raise AssertionError((answers, _tcp_sockets(service.port))) from None
+        with lock:
+            assert len(answers) < SIGN_INS, "the sign-ins were too quick to be under way"
+
+        assert kept.get("/ready").status_code == 200  # fresh: not closed as idle yet
+        probes = Probes(service.port)
+        prober = threading.Thread(target=probes.run)
+        signalled = time.monotonic()
+        # As `docker stop` and Kubernetes do: to the main process only.
+        service.process.send_signal(signal.SIGTERM)
+        prober.start()
+        if workers == 1:
+            time.sleep(0.05)
+            try:  # between the signal and the close of idle connections: not ready any more
+                ready_during_drain: int | str = kept.get("/ready").status_code
+            except httpx.HTTPError as exc:  # uvicorn closed the idle connection first
+                ready_during_drain = type(exc).__name__
+        else:
+            ready_during_drain = "not asked"
+        for thread in threads:
+            thread.join(timeout=60)
+        in_flight_done = time.monotonic() - signalled
+        refused_in_flight = len(probes.refused)
+        service.process.wait(timeout=SHUTDOWN_TIMEOUT + 10)
+        exited = time.monotonic() - signalled
+        probes.stop.set()
+        prober.join(timeout=15)
+        kept.close()
+        for client in clients:
+            client.close()
+        return {
+            "answers": answers,
+            "probes": probes,
+            "refused_while_requests_ran": refused_in_flight,
+            "requests_done_after": in_flight_done,
+            "exited_after": exited,
+            "exit_code": service.process.returncode,
+            "ready_during_drain": ready_during_drain,
+            "log": service.log.read_text(),
+        }
+    finally:
+        service.kill()
+
+
+def _check(result: dict[str, object]) -> None:
+    answers = result["answers"]
+    probes = result["probes"]
+    assert isinstance(answers, list) and isinstance(probes, Probes)
+    print(
+        f"\naccepted {SIGN_INS}, answered 200: {answers.count(200)}; probes after the signal:"
+        f" refused {len(probes.refused)} (slowest {max(probes.refused, default=0):.3f} s),"
+        f" answered {len(probes.answered)}, broken {len(probes.broken)};"
+        f" refused while accepted requests ran: {result['refused_while_requests_ran']};"
+        f" requests done {result['requests_done_after']:.2f} s, exit {result['exited_after']:.2f} s"
+        f" after the signal; /ready during the drain: {result['ready_during_drain']}"
+    )
+    assert answers == [200] * SIGN_INS, (answers, str(result["log"])[-3000:])
+    # Connections tried after the signal: refused at once, never accepted and then cut.
+    assert probes.broken == [], probes.broken
+    assert probes.refused, "no connection was refused after the signal"
+    assert max(probes.refused) < 0.5
+    assert result["refused_while_requests_ran"] >= 1, (
+        "the port still took connections while draining"
+    )
+    assert result["exited_after"] < SHUTDOWN_TIMEOUT
+    assert result["exit_code"] in (0, -signal.SIGTERM), result["exit_code"]
+    assert "Traceback" not in str(result["log"]), str(result["log"])[-3000:]
+
+
+def test_sigterm_with_two_workers(tmp_path: Path, dsn: str) -> None:
+    _check(_sign_in_under_stop(tmp_path, dsn, workers=2))
+
+
+def test_sigterm_with_one_worker(tmp_path: Path, dsn: str) -> None:
+    result = _sign_in_under_stop(tmp_path, dsn, workers=1)
+    _check(result)
+    # The idle keep-alive connection: answered 503, or closed by the stop; never "ready".
+    assert result["ready_during_drain"] != 200
+
+
+def test_ready_and_health(service: Service, dsn: str) -> None:
+    """Readiness says whether to send traffic here; liveness only that the process answers."""
+    with service.client() as http:
+        r = http.get("/health")
+        assert r.status_code == 200 and r.json() == {"status": "ok", "database": "up"}
+        r = http.get("/ready")
+        assert r.status_code == 200, r.text
+        assert r.json() == {
+            "status": "ready",
+            "database": "up",
+            "migrations": "current",
+            "draining": False,
+        }
+        # A database behind this version's migrations: not ready, still alive.
+        last = run_sql(dsn, "select max(name) from auth.schema_migrations where name ~ '^[0-9]'")
+        run_sql(dsn, "delete from auth.schema_migrations where name = $1", last[0][0])
+        r = http.get("/ready")
+        assert r.status_code == 503 and r.headers["Retry-After"].isdigit(), r.text
+        assert r.json()["migrations"] == "behind" and r.json()["database"] == "up"
+        assert http.get("/health").status_code == 200
+
+        # Draining (what SIGTERM begins): not ready, whatever else holds.
+        service.server.config.app.state.drain.begin()
+        r = http.get("/ready")
+        assert r.status_code == 503 and r.json()["draining"] is True, r.text
+        assert int(r.headers["Retry-After"]) >= 1
+        assert http.get("/health").json() == {"status": "ok", "database": "up"}
+        # GoTrue's health keeps GoTrue's shape.
+        r = http.get("/v1/health")
+        assert r.status_code == 200 and r.json()["name"] == "postgrest-auth"
