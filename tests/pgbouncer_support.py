@@ -60,7 +60,8 @@ class PgBouncer:
                 "pool_mode = transaction",
                 f"default_pool_size = {self.pool_size}",
                 "max_client_conn = 200",
-                "ignore_startup_parameters = extra_float_digits",
+                # No ignore_startup_parameters: asyncpg sends only client_encoding and
+                # application_name, PostgREST 12 nothing more, and PgBouncer tracks both.
                 "server_login_retry = 1",
                 "",
             ]

@@ -43,6 +43,11 @@ NEW_PASSWORD = "a brand new password"
 PGBOUNCER_POOL = 2
 SERVICE_POOL = 8
 UNSENT = "select count(*) from auth.outbox where sent_at is null"
+# A LISTEN from anything but the direct listener went through PgBouncer.
+OTHER_LISTENS = (
+    "select count(*) from pg_stat_activity where datname = current_database()"
+    " and query ilike 'listen%' and application_name <> $1"
+)
 
 
 @pytest.fixture
@@ -168,6 +173,7 @@ def test_core_flow_and_mail_through_pgbouncer(
         assert len(found) == 1 and found[0].lower().startswith("listen"), found
     else:
         assert found == []
+    assert run_sql(dsn, OTHER_LISTENS, LISTENER_NAME)[0][0] == 0
     print(f"\nmail after the answer: welcome {welcome:.2f} s, reset {recovery:.2f} s")
     assert welcome < 5 and recovery < 5, (welcome, recovery)
 
