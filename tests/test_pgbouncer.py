@@ -30,6 +30,7 @@ from .support import (
     SmtpServer,
     allow_authenticator_login,
     body_text,
+    free_port,
     make_settings,
     password_change,
     run_script,
@@ -70,10 +71,11 @@ def through(pgbouncer: PgBouncer, dsn: str) -> str:
 def start_service(through: str, smtp: SmtpServer) -> Iterator[Any]:
     started: list[Service] = []
 
-    def start(**db: Any) -> Service:
+    def start(smtp_port: int = smtp.port, **db: Any) -> Service:
         settings = make_settings(
             through,
-            smtp.port,
+            smtp_port,
+            email={"max_attempts": 1000},
             db={
                 "connection_string": through,
                 "statement_cache": False,
@@ -285,3 +287,24 @@ def test_forty_parallel_requests_over_two_server_connections_all_succeed(
     print(f"\nservice pool {pool_size}, PgBouncer server connections at most {max(servers_seen)}")
     assert pool_size > PGBOUNCER_POOL, pool_size
     assert max(servers_seen) <= PGBOUNCER_POOL, servers_seen
+
+
+def test_two_polling_instances_send_each_of_20_mails_exactly_once(
+    start_service: Any, dsn: str
+) -> None:
+    port = free_port()  # no SMTP server yet: the mail waits in the outbox
+    instances = [start_service(smtp_port=port), start_service(smtp_port=port)]
+    for i in range(20):
+        with instances[i % 2].client() as http:
+            body = {"username": f"user{i}", "email": f"user{i}@example.com", "password": PASSWORD}
+            r = http.post("/users", json=body)
+            assert r.status_code == 201, r.text
+
+    smtp = SmtpServer(port=port).start()  # both workers' next polls race for the 20 mails
+    try:
+        wait_until(lambda: run_sql(dsn, UNSENT)[0][0] == 0, timeout=30)
+        messages = list(smtp.mailbox.messages)
+    finally:
+        smtp.stop()
+    assert sorted(m["To"] for m in messages) == sorted(f"user{i}@example.com" for i in range(20))
+    assert len({m["Message-ID"] for m in messages}) == 20
