@@ -17,12 +17,13 @@ from ..config import Settings
 from .context import CURRENT
 
 # Attributes every LogRecord has; anything else was passed in `extra=` and is a field.
-# uvicorn adds `color_message` (the message with terminal colours) to some of its records.
-_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
+# One encoder for every line (json.dumps with options would build one per call).
+_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
 
 
 class JsonFormatter(logging.Formatter):
-    """time, level, logger, message, the request id when inside a request, extra fields."""
+    """time, level, logger, message, the request id when inside a request, and the record's
+    `fields` (passed as `extra={"fields": {...}}`, as the access line does)."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -34,12 +35,12 @@ class JsonFormatter(logging.Formatter):
         context = CURRENT.get()
         if context is not None:
             entry["request_id"] = context.request_id
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
+        fields = getattr(record, "fields", None)
+        if fields:
+            entry.update(fields)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return _ENCODER.encode(entry)
 
 
 class TextFormatter(logging.Formatter):
@@ -54,11 +55,15 @@ class TextFormatter(logging.Formatter):
         return line if context is None else f"{line} [{context.request_id}]"
 
 
+_second: list[Any] = [None, ""]  # the last second formatted, and its text
+
+
 def _utc(created: float) -> str:
+    """ISO 8601 in UTC with milliseconds; the seconds part formatted once a second."""
     seconds = int(created)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + (
-        f".{int((created - seconds) * 1000):03d}Z"
-    )
+    if _second[0] != seconds:
+        _second[:] = [seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))]
+    return f"{_second[1]}.{int((created - seconds) * 1000):03d}Z"
 
 
 def with_resolved_format(settings: Settings, *, dev: bool) -> Settings:

@@ -25,7 +25,9 @@ class RequestIds:
 
     def __init__(self, http: Http) -> None:
         # A peer address is checked once, not parsed against every network on each request.
-        self._trusted = lru_cache(maxsize=1024)(lambda peer: http.is_trusted_proxy(_plain(peer)))
+        self._trusted = lru_cache(maxsize=1024)(
+            lambda peer: http.is_trusted_proxy(plain_address(peer))
+        )
 
     def choose(self, peer: str | None, headers: list[tuple[bytes, bytes]]) -> str:
         for name, value in headers:
@@ -36,7 +38,7 @@ class RequestIds:
         return new_request_id()
 
 
-def _plain(address: str) -> str | None:
+def plain_address(address: str) -> str | None:
     """IPv4-mapped IPv6 (a dual-stack socket's peer) as IPv4; None when not an address."""
     try:
         ip = ipaddress.ip_address(address)
