@@ -194,7 +194,8 @@ def test_postgrest_through_pgbouncer_refuses_a_token_revoked_by_a_password_chang
     run_script(dsn, WHOAMI)
     allow_authenticator_login(admin_dsn, service.settings)
     database = urlsplit(dsn).path.lstrip("/")
-    rest = PostgREST(pgbouncer.dsn(database, "x", "x"), service.settings)
+    through_as_authenticator = pgbouncer.dsn(database, "authenticator", AUTHENTICATOR_PASSWORD)
+    rest = PostgREST(through_as_authenticator, service.settings)
     # PostgREST's own prepared statements would be missing on PgBouncer's next server connection.
     rest.env["PGRST_DB_PREPARED_STATEMENTS"] = "false"
     rest.env["PGRST_DB_POOL"] = str(SERVICE_POOL)
