@@ -22,3 +22,10 @@ comment on index {{schema}}.outbox_sent_at_idx is 'The janitor deletes sent mail
 create index if not exists outbox_failed_unerased_idx on {{schema}}.outbox (failed_at)
   where failed_at is not null and body_text is not null;
 comment on index {{schema}}.outbox_failed_unerased_idx is 'The janitor erases failed mail by age; erased rows leave the index.';
+
+-- Mail queued before this file has no record of its secret. Unsent mail of a kind that carries
+-- one counts as expired an hour (the default lifetime of both kinds of secret) after it was
+-- queued; the worker cannot issue such a secret again, so it is then not sent at all.
+update {{schema}}.outbox set link_expires_at = created_at + interval '1 hour'
+  where sent_at is null and link_expires_at is null and kind in ('reset_password', 'recovery',
+    'magic_link', 'confirm_signup', 'confirm_email_change', 'invite');

@@ -339,3 +339,27 @@ def test_an_expired_mail_a_newer_one_replaced_is_not_sent_and_ends_nothing(dsn, 
         sent = read_secret(recovery)
         assert sent.token_hash in newer["body_text"]  # the newer mail, as written
         assert_session(verify_link(http, "recovery", sent.token_hash))
+
+
+def test_a_mail_queued_before_links_were_recorded_is_not_sent_once_expired(dsn, running):
+    """What the migration leaves of a reset mail queued before it: an expiry and nothing to
+    issue the secret again from. The worker drops it; mail without a secret still goes."""
+    port = free_port()
+    smtp = start_smtp(running, port)
+    settings = make_settings(dsn, port)
+    start(running, settings).stop()  # the schema, migrated
+    run_sql(
+        dsn,
+        "insert into auth.outbox (kind, recipient, subject, body_text, link_expires_at) values"
+        " ('reset_password', 'dan@example.com', 'Reset', 'token eyJold.old.old',"
+        "  now() - interval '1 second'),"
+        " ('welcome', 'dan@example.com', 'Welcome', 'Hello dan', null)",
+    )
+    start(running, settings)
+    [mail] = smtp.mailbox.wait_for("dan@example.com")
+    assert mail["Subject"] == "Welcome"
+    wait_until(lambda: all(r["sent_at"] or r["failed_at"] for r in rows(dsn)))
+    dropped = row_of(dsn, "reset_password", "dan@example.com")
+    assert dropped["last_error"] == "not sent: its link expired", dropped
+    assert dropped["body_text"] is None and dropped["sent_at"] is None
+    assert len(smtp.mailbox.to("dan@example.com")) == 1
