@@ -9,11 +9,13 @@ named prepared statement. LISTEN and the migration lock use `db.direct_connectio
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import asyncpg
 
 from .config import Settings
+from .errors import DATABASE_UNAVAILABLE_ERRORS
 
 # asyncpg's own default: named statements, prepared once per connection and kept.
 STATEMENT_CACHE_SIZE = 100
@@ -44,6 +46,20 @@ async def _decode_json(conn: asyncpg.Connection) -> None:
     """jsonb (metadata, claims) arrives as Python objects. A built-in type: asyncpg registers
     the codec on the client without a query."""
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+def _one_line_when_away(record: logging.LogRecord) -> bool:
+    """asyncpg logs each failed retry of the pool's connection floor with a traceback; while
+    the database is away (a restart) that is expected: one line naming the error instead."""
+    if record.exc_info and isinstance(record.exc_info[1], DATABASE_UNAVAILABLE_ERRORS):
+        record.msg = f"{record.getMessage()} ({type(record.exc_info[1]).__name__})"
+        record.args = ()
+        record.exc_info = None
+        record.exc_text = None
+    return True
+
+
+logging.getLogger("asyncpg.pool").addFilter(_one_line_when_away)
 
 
 class _Pool(asyncpg.Pool):
