@@ -1,5 +1,6 @@
-"""`python -m bench [postgrest] [logins] [refresh] [gotrue] [mail] [recovery] [rotation]`:
-all by default, in about a minute."""
+"""`python -m bench [postgrest] [logins] [refresh] [gotrue] [mail] [recovery] [rotation] [scale]`:
+all by default, in about a minute and the few minutes `scale` takes to make its million
+accounts."""
 
 from __future__ import annotations
 
@@ -7,7 +8,16 @@ import argparse
 import os
 import time
 
-from . import gotrue_refresh, logins, mail_latency, postgrest, recovery_timing, refresh, rotation
+from . import (
+    gotrue_refresh,
+    logins,
+    mail_latency,
+    postgrest,
+    recovery_timing,
+    refresh,
+    rotation,
+    scale,
+)
 from .load import generator
 from .stack import running_stack
 
@@ -19,6 +29,7 @@ BENCHMARKS = {
     "mail": mail_latency.run,
     "recovery": recovery_timing.run,
     "rotation": rotation.run,
+    "scale": scale.run,
 }
 
 

@@ -22,6 +22,8 @@ class Load:
     method: str = "GET"
     headers: dict[str, str] = field(default_factory=dict)
     bodies: list[dict[str, Any]] = field(default_factory=list)
+    # Headers that change from one request to the next (cycled through): one token per account.
+    header_cycle: list[dict[str, str]] = field(default_factory=list)
 
 
 def generator() -> str:
@@ -42,14 +44,23 @@ def _lua(load: Load) -> str:
         headers["Content-Type"] = "application/json"
     lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
     bodies = ", ".join(json.dumps(json.dumps(b)) for b in load.bodies)
+    header_sets = ", ".join(
+        "{"
+        + ", ".join(f"[{json.dumps(k)}] = {json.dumps(v)}" for k, v in {**headers, **c}.items())
+        + "}"
+        for c in load.header_cycle
+    )
     lines += [
         f"local bodies = {{{bodies}}}",
+        f"local header_sets = {{{header_sets}}}",
         "local n = 0",
         "function request()",
         "  n = n + 1",
         "  local body = nil",
+        "  local headers = nil",
         "  if #bodies > 0 then body = bodies[(n % #bodies) + 1] end",
-        "  return wrk.format(nil, nil, nil, body)",
+        "  if #header_sets > 0 then headers = header_sets[(n % #header_sets) + 1] end",
+        "  return wrk.format(nil, nil, headers, body)",
         "end",
     ]
     return "\n".join(lines) + "\n"
@@ -89,7 +100,10 @@ async def _httpx(load: Load, seconds: float, connections: int) -> float:
             n = offset
             while time.monotonic() < deadline:
                 body = load.bodies[n % len(load.bodies)] if load.bodies else None
-                r = await client.request(load.method, load.url, headers=load.headers, json=body)
+                headers = load.headers
+                if load.header_cycle:
+                    headers = {**headers, **load.header_cycle[n % len(load.header_cycle)]}
+                r = await client.request(load.method, load.url, headers=headers, json=body)
                 if r.status_code >= 300:
                     raise RuntimeError(f"{r.status_code} from {load.url}")
                 done += 1

@@ -62,6 +62,7 @@ def template_values(settings: Settings) -> dict[str, str]:
         "username_index": quote_ident(f"{table[:40]}_username_lowercase_uniq"),
         "email_index": quote_ident(f"{table[:40]}_email_uniq"),
         "uid_index": quote_ident(f"{table[:40]}_uid_uniq"),
+        "new_email_index": quote_ident(f"{table[:40]}_new_email_idx"),
         "anon_role": quote_ident(roles.anonymous),
         "user_role": quote_ident(roles.user),
         "authenticator": quote_ident(roles.authenticator),
@@ -237,6 +238,8 @@ async def _apply_pending(conn: asyncpg.Connection, settings: Settings) -> list[s
             await conn.execute(_record(schema), migration.name, migration.checksum)
         log.info("applied migration %s", migration.name)
         done.append(migration.name)
+    # A role granted to the authenticator since the last run (sql/R_pre_request.sql).
+    await conn.execute(f"select {schema}.grant_to_postgrest_roles()")
     return done
 
 
