@@ -20,7 +20,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from .support import SECRET, SmtpServer, free_port, wait_until
+from .support import SECRET, Service, SmtpServer, free_port, make_settings, wait_until
 
 PASSWORD = "correct horse battery"
 CLIENTS = 4
@@ -292,3 +292,59 @@ def test_database_restart_under_load(tmp_path: Path) -> None:
         if smtp is not None:
             smtp.stop()
         postgres.remove()
+
+
+async def _until_waiting_on_lock(conn: asyncpg.Connection) -> None:
+    """Until one of the service's connections waits on a lock (the request holds it)."""
+    for _ in range(2000):
+        if await conn.fetchval(
+            "select count(*) from pg_stat_activity where wait_event_type = 'Lock'"
+            " and application_name = 'postgrest-auth'"
+        ):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("no request came to wait on the lock")
+
+
+def test_saturated_pool_answers_503_within_acquire_timeout(dsn: str, smtp: SmtpServer) -> None:
+    """Every pooled connection busy (here: the one there is, waiting on a lock): the next
+    request waits `db.acquire_timeout` for one, then answers 503, instead of queueing on."""
+    settings = make_settings(
+        dsn, smtp.port, db={"pool": {"min": 1, "max": 1}, "acquire_timeout": 1}
+    )
+    service = Service(settings).start()
+    try:
+        with service.client() as http:
+            r = http.post("/users", json={"username": "held", "password": PASSWORD})
+            assert r.status_code == 201, r.text
+
+        async def scenario() -> tuple[httpx.Response, float, httpx.Response]:
+            locker = await asyncpg.connect(dsn)
+            try:
+                async with httpx.AsyncClient(base_url=service.base, timeout=30) as http:
+                    async with locker.transaction():
+                        await locker.execute("lock table auth.users in access exclusive mode")
+                        held = asyncio.create_task(
+                            http.post(
+                                "/refresh_token", json={"username": "held", "password": PASSWORD}
+                            )
+                        )
+                        await _until_waiting_on_lock(locker)
+                        began = time.monotonic()
+                        waiting = await http.post(
+                            "/refresh_token", json={"username": "held", "password": PASSWORD}
+                        )
+                        took = time.monotonic() - began
+                    return waiting, took, await held
+            finally:
+                await locker.close()
+
+        waiting, took, held = asyncio.run(scenario())
+        print(f"\nsaturated pool: 503 after {took:.2f} s (db.acquire_timeout 1 s)")
+        assert waiting.status_code == 503, waiting.text
+        assert waiting.json()["code"] == "database_unavailable"
+        assert waiting.headers["Retry-After"].isdigit()
+        assert 1.0 <= took < 4.0
+        assert held.status_code == 200, held.text  # answered once the lock went
+    finally:
+        service.stop()
