@@ -164,7 +164,9 @@ async def _mail(settings: Settings, action: str) -> None:
                 )
             return
         row = await store.outbox_status(conn)
-        print(f"pending: {row['pending']}\nsent: {row['sent']}\nfailed: {row['failed']}")
+        erased = row["erased"] and f" ({row['erased']} erased after email.failed_retention days)"
+        print(f"pending: {row['pending']}\nsent: {row['sent']}")
+        print(f"failed: {row['failed']}{erased or ''}")
         print(f"oldest pending: {row['oldest_pending'] or '-'}")
         print(f"last error: {row['last_error'] or '-'}")
 

@@ -524,6 +524,7 @@ class Store:
             "select count(*) filter (where sent_at is null and failed_at is null) as pending,"
             " count(*) filter (where sent_at is not null) as sent,"
             " count(*) filter (where failed_at is not null) as failed,"
+            " count(*) filter (where failed_at is not null and body_text is null) as erased,"
             " min(created_at) filter (where sent_at is null and failed_at is null)"
             " as oldest_pending,"
             " (select last_error from "

@@ -19,9 +19,9 @@ create index if not exists outbox_sent_at_idx on {{schema}}.outbox (sent_at)
   where sent_at is not null;
 comment on index {{schema}}.outbox_sent_at_idx is 'The janitor deletes sent mail by age.';
 
-create index if not exists outbox_failed_unerased_idx on {{schema}}.outbox (failed_at)
-  where failed_at is not null and body_text is not null;
-comment on index {{schema}}.outbox_failed_unerased_idx is 'The janitor erases failed mail by age; erased rows leave the index.';
+create index if not exists outbox_failed_at_idx on {{schema}}.outbox (failed_at)
+  where failed_at is not null;
+comment on index {{schema}}.outbox_failed_at_idx is 'The janitor erases failed mail by age; mail status and the metrics count it.';
 
 -- Mail queued before this file has no record of its secret. Unsent mail of a kind that carries
 -- one counts as expired an hour (the default lifetime of both kinds of secret) after it was

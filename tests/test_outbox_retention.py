@@ -218,7 +218,9 @@ def test_janitor_erases_failed_mail_and_deletes_sent_mail_after_their_retention(
     assert kept[("welcome", "carol@example.com")]["body_text"] == "Hello carol"
 
     status = cli(dsn, tmp_path, "status")
-    assert "pending: 1\nsent: 1\nfailed: 2" in status, status
+    assert (
+        "pending: 1\nsent: 1\nfailed: 2 (1 erased after email.failed_retention days)\n" in status
+    ), status
     retried = cli(dsn, tmp_path, "retry")
     assert retried.startswith("1 failed mail queued again (0 with an expired link"), retried
     assert "1 failed mail not queued: erased after email.failed_retention days" in retried
