@@ -4,6 +4,7 @@ another instance), answers every request it accepted (bcrypt included) and exits
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -14,10 +15,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
+from aiosmtpd.controller import Controller
 
-from .support import SECRET, Service, free_port, run_sql, wait_until
+from .support import SECRET, Mailbox, Service, free_port, run_sql, wait_until
 
 PASSWORD = "correct horse battery"
 SIGN_INS = 32
@@ -27,7 +30,9 @@ SHUTDOWN_TIMEOUT = 40.0  # bcrypt on a loaded machine: 32 sign-ins took up to 12
 class Running:
     """`python -m postgrest_auth` in a process group of its own."""
 
-    def __init__(self, tmp_path: Path, dsn: str, workers: int) -> None:
+    def __init__(
+        self, tmp_path: Path, dsn: str, workers: int, email: dict[str, object] | None = None
+    ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/auth"
         config = tmp_path / "postgrest-auth.json"
@@ -40,7 +45,7 @@ class Running:
                     "log_level": "warning",
                     "shutdown_timeout": SHUTDOWN_TIMEOUT,
                     "db": {"connection_string": dsn, "pool": {"min": 1, "max": 8}},
-                    "email": {"backend": "console"},
+                    "email": email or {"backend": "console"},
                     "passwords": {"bcrypt_rounds": 10},  # sign-ins that take a while
                     "rate_limit": {
                         "per_address": {"requests": 100000, "window": 60},
@@ -281,3 +286,50 @@ def test_ready_and_health(service: Service, dsn: str) -> None:
         # GoTrue's health keeps GoTrue's shape.
         r = http.get("/v1/health")
         assert r.status_code == 200 and r.json()["name"] == "postgrest-auth"
+
+
+class SlowMailbox(Mailbox):
+    """An SMTP server that takes `seconds` to accept each message."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.receiving = threading.Event()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.receiving.set()
+        await asyncio.sleep(self.seconds)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_sigterm_lets_the_mail_being_sent_finish(tmp_path: Path, dsn: str) -> None:
+    """The mail worker stops after the mail it is sending: it is delivered and marked sent,
+    not left leased for another instance to send again later."""
+    mailbox = SlowMailbox(seconds=3)
+    smtp_port = free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    email = {"host": "127.0.0.1", "port": smtp_port, "starttls": False, "timeout": 10}
+    service = Running(tmp_path, dsn, workers=1, email=email)
+    try:
+        service.wait_up()
+        r = httpx.post(
+            service.base + "/users",
+            json={"username": "mailed", "password": PASSWORD, "email": "mailed@example.com"},
+            timeout=30,
+        )
+        assert r.status_code == 201, r.text
+        assert mailbox.receiving.wait(timeout=30), "the mail never reached the SMTP server"
+        signalled = time.monotonic()
+        service.process.send_signal(signal.SIGTERM)
+        service.process.wait(timeout=SHUTDOWN_TIMEOUT + 10)
+        exited = time.monotonic() - signalled
+        print(f"\nexit {exited:.2f} s after the signal, the mail (3 s at the SMTP server) sent")
+        assert len(mailbox.to("mailed@example.com")) == 1
+        rows = run_sql(dsn, "select sent_at is not null as sent from auth.outbox")
+        assert [row["sent"] for row in rows] == [True]
+        assert 2.0 < exited < SHUTDOWN_TIMEOUT
+        assert "Traceback" not in service.log.read_text(), service.log.read_text()[-3000:]
+    finally:
+        service.kill()
+        controller.stop()
