@@ -197,10 +197,10 @@ grant execute on function {{schema}}.authenticate() to {{anon_role}}, {{user_rol
 
 -- The pre-request runs as whatever role PostgREST switched to: besides the two roles above (and
 -- the per-user roles, members of the user role), any role granted to the authenticator (a
--- service role, say) gets what the anonymous role has here: usage on the schema and execute on
--- these functions and the claims helpers. A role granted to the authenticator later gets them
--- when this file next runs (a new version, a changed setting); until then, by hand.
-do $$
+-- service role, say) needs what the anonymous role has here. `postgrest-auth migrate` calls this
+-- on every run, so it also reaches a role granted to the authenticator later.
+create or replace function {{schema}}.grant_to_postgrest_roles() returns void
+language plpgsql volatile set search_path = pg_catalog, pg_temp as $$
 declare
   grantee name;
   fn regprocedure;
@@ -227,3 +227,6 @@ begin
   end loop;
 end
 $$;
+comment on function {{schema}}.grant_to_postgrest_roles() is 'Gives every role granted to the authenticator what the anonymous role holds in this schema (usage, the pre-request functions, the claims helpers). Run by postgrest-auth migrate; run it after granting the authenticator a new role.';
+revoke execute on function {{schema}}.grant_to_postgrest_roles() from public;
+select {{schema}}.grant_to_postgrest_roles();

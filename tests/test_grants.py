@@ -181,3 +181,19 @@ def test_other_roles_of_the_authenticator_may_run_the_pre_request(dsn: str) -> N
         assert asyncio.run(pre_request_as_role()) == role
     finally:
         run_script(dsn, f'drop owned by "{role}"; drop role "{role}"')
+
+
+def test_a_role_granted_to_the_authenticator_later_is_reached_by_the_next_migrate(
+    dsn: str,
+) -> None:
+    settings = make_settings(dsn)
+    migrated(dsn, settings)
+    role = f"svc_{uuid.uuid4().hex[:8]}"
+    run_script(dsn, f'create role "{role}" nologin; grant "{role}" to authenticator')
+    try:
+        assert privileges(dsn, role) == NOTHING  # closed until the operator's step
+        assert migrated(dsn, settings) == []  # no file to apply, yet the grants are renewed
+        have = privileges(dsn, role)
+        assert have["usage"] is True and set(PRE_REQUEST) <= set(have["functions"])
+    finally:
+        run_script(dsn, f'drop owned by "{role}"; drop role "{role}"')

@@ -357,6 +357,9 @@ def test_token_of_another_issuers_role_passes_the_pre_request(
         grant select on api.ping to "{role}";
     """,
     )
+    # The operator's step after granting the authenticator a role (`postgrest-auth migrate`
+    # does the same): the pre-request's schema is closed to roles PostgREST cannot become.
+    run_script(dsn, "select auth.grant_to_postgrest_roles()")
     rest = postgrest_factory(service.settings, pre_request=pre_request)
     token = jwt.encode({"role": role, "exp": int(time.time()) + 300}, SECRET, algorithm="HS256")
     with rest.client() as http:
