@@ -62,6 +62,7 @@ def template_values(settings: Settings) -> dict[str, str]:
         "username_index": quote_ident(f"{table[:40]}_username_lowercase_uniq"),
         "email_index": quote_ident(f"{table[:40]}_email_uniq"),
         "uid_index": quote_ident(f"{table[:40]}_uid_uniq"),
+        "new_email_index": quote_ident(f"{table[:40]}_new_email_idx"),
         "anon_role": quote_ident(roles.anonymous),
         "user_role": quote_ident(roles.user),
         "authenticator": quote_ident(roles.authenticator),
