@@ -130,7 +130,11 @@ class NginxUpstream:
         for name in TEMP_DIRECTORIES:
             (directory / name).mkdir(exist_ok=True)
         temp = "\n".join(f"  {name}_temp_path {directory / name};" for name in TEMP_DIRECTORIES)
-        servers = "\n".join(f"    server 127.0.0.1:{port};" for port in ports)
+        # A failed server is tried again after 1 s (10 s by default): while one is dead, nginx
+        # keeps trying it, and only proxy_next_upstream keeps those requests from failing.
+        servers = "\n".join(
+            f"    server 127.0.0.1:{port} max_fails=1 fail_timeout=1s;" for port in ports
+        )
         self.config = directory / "nginx.conf"
         self.config.write_text(
             f"daemon off; pid {directory}/nginx.pid; error_log {directory}/error.log warn;\n"
