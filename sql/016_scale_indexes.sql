@@ -1,12 +1,16 @@
 -- # Indexes that a million accounts need
 --
--- Found by tests/test_scale.py (a million accounts, three million sessions): two statements on
--- request or sweep paths read a whole big table.
+-- Found by tests/test_scale.py (a million accounts, three million sessions): these statements
+-- read a whole big table.
 --
 -- A mailed code verified by address (GoTrue /verify, /resend) finds the account that has the
 -- address or waits to move to it (`email = $1 or new_email = $1`): without an index on
 -- new_email that is a scan of every account. Few accounts wait for a change, so the index is
 -- partial and small.
+--
+-- Deleting an account drops its unsent mail (`sent_at is null and lower(recipient) = any($1)`):
+-- without an index that reads the whole outbox, a month of sent mail (email.sent_retention).
+-- Unsent mail is little, so the index is partial and small.
 --
 -- The janitor deletes sessions that ended a day ago (`coalesce(revoked_at, expires_at) < …`)
 -- and mailed tokens spent or expired a day ago (`coalesce(used_at, expires_at) < …`): without
@@ -16,6 +20,10 @@
 create index if not exists {{new_email_index}} on {{schema}}.{{table}} (new_email)
   where new_email is not null;
 comment on index {{schema}}.{{new_email_index}} is 'Mailed codes verified by address find an address change waiting for it.';
+
+create index if not exists outbox_unsent_recipient_idx
+  on {{schema}}.outbox (lower(recipient)) where sent_at is null;
+comment on index {{schema}}.outbox_unsent_recipient_idx is 'Deleting an account drops the mail not yet sent to its addresses.';
 
 create index if not exists sessions_ended_at_idx
   on {{schema}}.sessions ((coalesce(revoked_at, expires_at)));

@@ -197,6 +197,13 @@ async def password_change(services: Services, conn: Any) -> None:
     assert ended >= 1
 
 
+async def account_deletion(services: Services, conn: Any) -> None:
+    """The row (its sessions, tokens, identities and factors go with it), then its unsent mail."""
+    deleted = await services.store.delete_user(conn, USER)
+    assert deleted["id"] == USER
+    await services.store.delete_unsent_mail_to(conn, [deleted["email"]])
+
+
 async def list_sessions(services: Services, conn: Any) -> None:
     assert await services.store.list_sessions(conn, USER)
 
@@ -248,6 +255,11 @@ HOT = [
     Hot("second factor check", second_factor_check, ("mfa_factors_user_id_idx",)),
     Hot("password change", password_change, ("sessions_user_id_idx",)),
     Hot("list sessions", list_sessions, ("sessions_user_id_idx",)),
+    Hot(
+        "account deletion",
+        account_deletion,
+        ("users_pkey", "sessions_user_id_idx", "outbox_unsent_recipient_idx"),
+    ),
     Hot("provider sign-in", provider_sign_in, ("identities_provider_subject_key",)),
     Hot("rate limit", rate_limit_hit, ("rate_limits_pkey",)),
     Hot("outbox claim", outbox_claim, ("outbox_due_idx",), entries=10 * FEW),  # a batch of 10
