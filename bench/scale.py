@@ -44,9 +44,14 @@ CALLS = 20000  # pre-request calls timed inside PostgreSQL
 
 
 def sampled_sessions(scale: Scale) -> list[str]:
-    step = max(1, scale.sessions // TOKENS)
-    numbers = (n for n in range(1, scale.sessions + 1, step) if session_is_live(n))
-    return [session_id(n) for n in numbers][:TOKENS]
+    """TOKENS live sessions spread evenly over the table."""
+    picked = []
+    for k in range(TOKENS):
+        n = 1 + k * scale.sessions // TOKENS
+        while not session_is_live(n):
+            n += 1
+        picked.append(session_id(n))
+    return picked
 
 
 async def prepare(dsn: str, settings: Settings, scale: Scale) -> tuple[list[str], float]:

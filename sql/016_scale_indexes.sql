@@ -15,7 +15,9 @@
 -- The janitor deletes sessions that ended a day ago (`coalesce(revoked_at, expires_at) < …`)
 -- and mailed tokens spent or expired a day ago (`coalesce(used_at, expires_at) < …`): without
 -- an index on those expressions each sweep reads every session and every token. It finds what
--- ended since the last sweep.
+-- ended since the last sweep. The sessions' index replaces the one on expires_at (003), which
+-- no statement reads any more: every refresh moves expires_at, so an index kept for nothing
+-- costs each refresh a write.
 
 create index if not exists {{new_email_index}} on {{schema}}.{{table}} (new_email)
   where new_email is not null;
@@ -28,6 +30,7 @@ comment on index {{schema}}.outbox_unsent_recipient_idx is 'Deleting an account 
 create index if not exists sessions_ended_at_idx
   on {{schema}}.sessions ((coalesce(revoked_at, expires_at)));
 comment on index {{schema}}.sessions_ended_at_idx is 'The janitor deletes sessions that ended (revoked, else expired) a day ago.';
+drop index if exists {{schema}}.sessions_expires_at_idx;
 
 create index if not exists one_time_tokens_ended_at_idx
   on {{schema}}.one_time_tokens ((coalesce(used_at, expires_at)));

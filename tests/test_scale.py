@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -345,9 +346,9 @@ class ScaleDatabase:
 
 @pytest.fixture(scope="module")
 def scale(admin_dsn: str) -> Iterator[ScaleDatabase]:
-    """Made for this module (migrated, then filled: about a minute), dropped after it."""
-    name = "scale"
-    run_sql(admin_dsn, f'drop database if exists "{name}" with (force)')
+    """Made for this module (migrated, then filled: one to three minutes on two cores),
+    dropped after it."""
+    name = f"scale_{uuid.uuid4().hex[:12]}"
     run_sql(admin_dsn, f'create database "{name}"')
     dsn = dsn_for_database(admin_dsn, name)
     settings = make_settings(dsn, db={"pool": {"min": 1, "max": 1}})
