@@ -20,15 +20,15 @@ from .api.csrf import refuse_cross_origin_writes
 from .api.errors import ErrorShapes, install_error_handlers
 from .api.gotrue.errors import render as render_gotrue
 from .config import Settings
+from .draining import Drain, worker_budget
 from .janitor import sweep
 from .mail import MailWorker, make_sender
-from .draining import Drain, worker_budget
 from .mail.relink import renew
 from .migrate import migrate, migration_connection
 from .observability.metrics import metrics_endpoint
 from .observability.middleware import ObservabilityMiddleware
 from .passwords import PasswordHasher
-from .reach import open_pool_when_up
+from .reach import OneLineStartupRefusal, open_pool_when_up
 from .services import Services
 from .store import Store
 
@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> FastAPI:
     should_migrate = settings.db.auto_migrate if migrate_on_start is None else migrate_on_start
 
-    @contextlib.asynccontextmanager
     drain = Drain()  # begun by SIGTERM/SIGINT: /ready answers 503, the stop has a deadline
+
+    @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redact_access_log()
         pool = await open_pool_when_up(settings)  # DatabaseUnreachable: one line, no serving
@@ -61,9 +62,9 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
         worker = MailWorker(settings, pool, store, sender, renew=partial(renew, services))
         worker.start()
         janitor = asyncio.create_task(sweep(services), name="janitor")
+        drain.follow_signals()
         try:
             yield
-        drain.follow_signals()
         finally:
             # Accepted requests are answered (uvicorn waited for them); what is left of
             # shutdown_timeout goes to the work after answers, the mail being sent, the pool.
@@ -84,9 +85,10 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
         openapi_url=f"{settings.prefix}/openapi.json",
         redoc_url=None,
     )
+    app.state.drain = drain
+    app.add_middleware(OneLineStartupRefusal)  # innermost: sees the lifespan's own exception
     shapes = ErrorShapes()
     install_error_handlers(app, shapes)
-    app.state.drain = drain
     for router in (*original.ROUTERS, meta.router):
         app.include_router(
             router,

@@ -12,6 +12,7 @@ from typing import TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import Settings
 
@@ -110,3 +111,36 @@ async def open_pool_when_up(settings: Settings) -> asyncpg.Pool:
         return await asyncio.wait_for(open_pool(settings), seconds)
 
     return await reach(attempt, settings, settings.dsn(), connection_setting(settings))
+
+
+class OneLineStartupRefusal:
+    """ASGI middleware: uvicorn logs a failed lifespan with the traceback Starlette sends; a
+    database that never answered is the operator's matter, so it is reported as its one line.
+    Any other start-up failure keeps its traceback."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        held: list[Message] = []
+
+        async def hold_failure(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed":
+                held.append(message)  # sent once the cause is known
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, receive, hold_failure)
+        except DatabaseUnreachable as exc:
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            return
+        except BaseException:
+            for message in held:
+                await send(message)
+            raise
+        for message in held:
+            await send(message)

@@ -109,7 +109,7 @@ class LateProxy:
     """Refuses connections (nothing listens) until `delay` has passed, then forwards TCP to the
     test PostgreSQL: a database that comes up while the service waits for it."""
 
-    def __init__(self, dsn: str, delay: float) -> None:
+    def __init__(self, dsn: str, delay: float, *, once: bool = False) -> None:
         parts = urlsplit(dsn)
         host = parse_qs(parts.query).get("host", [parts.hostname or "127.0.0.1"])[0]
         port = parts.port or 5432
@@ -120,6 +120,7 @@ class LateProxy:
         )
         self.port = free_port()
         self.delay = delay
+        self.once = once  # forward the first connection only, then refuse again
         self.listening_at: float | None = None
         self.closed = False
         self.listener: socket.socket | None = None
@@ -138,6 +139,9 @@ class LateProxy:
             upstream.connect(self.target[1])
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+            if self.once:
+                listener.close()
+                return
 
     @staticmethod
     def _pipe(source: socket.socket, sink: socket.socket) -> None:
@@ -289,6 +293,28 @@ def test_the_pool_waits_too_and_gives_up_with_one_line(dsn):
         assert migrations_current_at(dsn, late)
     finally:
         proxy.close()
+
+
+def test_a_worker_that_cannot_open_its_pool_stops_in_one_line_without_a_traceback(tmp_path, dsn):
+    """The database answered the start-up check, then went away before the worker's pool."""
+    run_script(dsn, rendered_sql(make_settings(dsn)))
+    proxy = LateProxy(dsn, delay=0, once=True)
+    wait_until(lambda: proxy.listening_at is not None)
+    path = write_config(
+        tmp_path,
+        db={
+            "connection_string": tcp_dsn(dsn, proxy.port),
+            "auto_migrate": False,
+            "connect_timeout": 2,
+        },
+        port=free_port(),
+    )
+    result, took = run_cli("--config", str(path))
+    assert result.returncode == 3, result  # uvicorn's start-up failure
+    assert "Traceback" not in result.stderr, result.stderr
+    refusals = [line for line in result.stderr.splitlines() if "cannot reach PostgreSQL" in line]
+    assert len(refusals) == 1 and f"127.0.0.1:{proxy.port}" in refusals[0], result.stderr
+    assert took >= 2
 
 
 def migrations_current_at(dsn: str, settings: Any) -> bool:
