@@ -64,7 +64,9 @@ class Supervisor(Multiprocess):
             return
         try:
             super().keep_subprocess_alive()
-        except OSError:  # the stop signal came during this round and closed the socket
+        except (OSError, ValueError):
+            # A replacement cannot inherit a closed socket: the stop signal came during this
+            # round (multiprocessing says ValueError: bad value(s) in fds_to_keep).
             if self._stop_began is None:
                 raise
 
