@@ -226,3 +226,34 @@ def test_json_request_lines_and_no_secrets(served: Served, smtp: SmtpServer) -> 
     # A six-digit code is looked for as a number of its own (not inside a longer one).
     leaked = [s for s in flow.secrets if re.search(rf"(?<!\d){re.escape(s)}(?!\d)", log)]
     assert leaked == [], leaked
+
+
+def test_text_under_dev_and_json_by_default(tmp_path: Path) -> None:
+    """log.format unset: text for a person under --dev, JSON otherwise; a set one is kept."""
+    import logging
+
+    from postgrest_auth.config import load_settings
+    from postgrest_auth.observability.context import CURRENT, RequestContext
+    from postgrest_auth.observability.logs import (
+        JsonFormatter,
+        TextFormatter,
+        with_resolved_format,
+    )
+
+    unset = load_settings(None, {"secret": SECRET}, environ=False)
+    assert with_resolved_format(unset, dev=True).log.format == "text"
+    assert with_resolved_format(unset, dev=False).log.format == "json"
+    chosen = load_settings(None, {"secret": SECRET, "log": {"format": "json"}}, environ=False)
+    assert with_resolved_format(chosen, dev=True).log.format == "json"
+
+    record = logging.makeLogRecord(
+        {"name": "x", "levelname": "WARNING", "msg": "a %s", "args": ("b",)}
+    )
+    token = CURRENT.set(RequestContext("rid-1"))
+    try:
+        line = json.loads(JsonFormatter().format(record))
+        text = TextFormatter().format(record)
+    finally:
+        CURRENT.reset(token)
+    assert line["message"] == "a b" and line["request_id"] == "rid-1" and line["level"] == "warning"
+    assert text.endswith("WARNING x: a b [rid-1]"), text

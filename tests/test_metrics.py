@@ -3,6 +3,7 @@ with route templates for labels, and answers while the database is gone."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from .observability_support import Served
-from .support import SECRET, run_sql, wait_until
+from .support import SECRET, Service, make_settings, run_sql, wait_until
 
 SETTINGS_ROUTE = "/auth/v1/settings"
 
@@ -190,3 +191,14 @@ def test_metrics_count_across_workers(served: Served, dsn: str, admin_dsn: str) 
     served.stop()
     assert served.process.returncode == 0, served.output.read_text()
     assert not directory.exists()
+
+
+def test_metrics_off(dsn: str) -> None:
+    """metrics.enabled false: no /metrics route; requests still get an id."""
+    service = Service(make_settings(dsn, metrics={"enabled": False})).start()
+    try:
+        r = httpx.get(service.url + "/metrics")
+        assert r.status_code == 404
+        assert re.fullmatch(r"[0-9a-f]{32}", r.headers["x-request-id"]), r.headers
+    finally:
+        service.stop()
