@@ -230,6 +230,13 @@ async def janitor(services: Services, conn: Any) -> None:
     await sweeping.sweep_once(services)
 
 
+async def metrics_scrape(services: Services, conn: Any) -> None:
+    """GET /metrics reads the outbox's figures on every scrape."""
+    from postgrest_auth.observability.metrics import read_outbox
+
+    assert await read_outbox(services) is not None
+
+
 async def bearer_with_session(services: Services, conn: Any) -> None:
     await pre_request(services, conn, "check_token_count", bearer(with_session=True))
 
@@ -272,6 +279,13 @@ HOT = [
         "pre-request, unknown cookie",
         cookie_unknown,
         ("sessions_token_hash_key", "refresh_tokens_retired_pkey"),
+    ),
+    Hot(
+        "metrics scrape",
+        metrics_scrape,
+        ("outbox_due_idx", "outbox_failed_at_idx"),
+        entries=SCALE.side_rows // 10,  # counts the mail waiting and failed (1% here)
+        own_connections=True,
     ),
     # A sweep deletes what ended since the last one: a few thousand rows here, few entries each.
     Hot(
@@ -398,6 +412,7 @@ def test_the_data_is_at_scale(scale: ScaleDatabase) -> None:
 @pytest.mark.parametrize("hot", HOT, ids=[h.name for h in HOT])
 def test_hot_path_reads_an_index(scale: ScaleDatabase, hot: Hot) -> None:
     reads = scale.run(measure(scale.services, hot))
+    print(f"\n{hot.name}: {reads.index_entries}")  # shown with -s
     scanned = {table: n for table, n in reads.seq_scans.items() if n}
     assert not scanned, f"{hot.name}: whole-table scans of {scanned}"
     missing = [index for index in hot.uses if index not in reads.index_entries]
