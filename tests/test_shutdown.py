@@ -138,7 +138,9 @@ class Probes:
             time.sleep(0.01)
 
 
-def _sign_in_under_stop(tmp_path: Path, dsn: str, workers: int) -> dict[str, object]:
+def _sign_in_under_stop(
+    tmp_path: Path, dsn: str, workers: int, *, to_group: bool = False
+) -> dict[str, object]:
     service = Running(tmp_path, dsn, workers)
     try:
         service.wait_up()
@@ -184,8 +186,10 @@ def _sign_in_under_stop(tmp_path: Path, dsn: str, workers: int) -> dict[str, obj
         probes = Probes(service.port)
         prober = threading.Thread(target=probes.run)
         signalled = time.monotonic()
-        # As `docker stop` and Kubernetes do: to the main process only.
-        service.process.send_signal(signal.SIGTERM)
+        if to_group:  # as systemd does (KillMode=control-group), and Ctrl-C (SIGINT)
+            os.killpg(service.process.pid, signal.SIGTERM)
+        else:  # as `docker stop` and Kubernetes do: to the main process only
+            service.process.send_signal(signal.SIGTERM)
         prober.start()
         if workers == 1:
             time.sleep(0.05)
@@ -247,6 +251,11 @@ def _check(result: dict[str, object]) -> None:
 
 def test_sigterm_with_two_workers(tmp_path: Path, dsn: str) -> None:
     _check(_sign_in_under_stop(tmp_path, dsn, workers=2))
+
+
+def test_sigterm_to_the_whole_group_with_two_workers(tmp_path: Path, dsn: str) -> None:
+    """The workers get the signal twice (directly, then from the supervisor): still a drain."""
+    _check(_sign_in_under_stop(tmp_path, dsn, workers=2, to_group=True))
 
 
 def test_sigterm_with_one_worker(tmp_path: Path, dsn: str) -> None:
