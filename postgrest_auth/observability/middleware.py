@@ -69,18 +69,21 @@ class ObservabilityMiddleware:
         token = CURRENT.set(context)
         id_header = (b"x-request-id", request_id.encode())
         status = 500  # what the server answers when the app raised before answering
+        answered: float | None = None  # background tasks run after the answer, before return
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                answered = time.perf_counter()
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            seconds = time.perf_counter() - started
+            seconds = (answered or time.perf_counter()) - started
             route = route_template(scope)
             if self.metrics is not None:
                 self.metrics.observe(scope["method"], route or "unmatched", status, seconds)
