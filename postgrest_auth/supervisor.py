@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from types import FrameType
 
 from uvicorn.config import Config
@@ -49,7 +50,7 @@ class Supervisor(Multiprocess):
         """uvicorn's loop, looking at signals every 0.1 s rather than 0.5 s: the workers learn
         of the stop sooner, so they stop listening and finish within the budget."""
         logger.info("Started parent process [%s]", os.getpid())
-        self.init_processes()
+        self._unless_stopped(self.init_processes)
         while not self.should_exit.wait(0.1):
             self.handle_signals()
             self.keep_subprocess_alive()
@@ -60,13 +61,16 @@ class Supervisor(Multiprocess):
     def keep_subprocess_alive(self) -> None:
         """Replace dead workers, but never once stopping: the socket a replacement would
         inherit is closed, and a worker that ended is meant to."""
-        if self._stop_began is not None:
-            return
+        if self._stop_began is None:
+            self._unless_stopped(super().keep_subprocess_alive)
+
+    def _unless_stopped(self, start_workers: Callable[[], None]) -> None:
+        """Start workers; if the stop signal comes meanwhile, the ones not yet started cannot
+        inherit the closed socket (multiprocessing: ValueError, bad value(s) in fds_to_keep)
+        and are not wanted anyway."""
         try:
-            super().keep_subprocess_alive()
+            start_workers()
         except (OSError, ValueError):
-            # A replacement cannot inherit a closed socket: the stop signal came during this
-            # round (multiprocessing says ValueError: bad value(s) in fds_to_keep).
             if self._stop_began is None:
                 raise
 
