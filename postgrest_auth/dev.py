@@ -42,7 +42,11 @@ class DevEnvironment:
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
         dev_values: dict[str, Any] = {
             "secret": _kept_secret(self.directory / "secret"),
-            "db": {"connection_string": self.server.get_uri()},
+            # No PgBouncer here: mail wakes on NOTIFY over the same database, not by polling.
+            "db": {
+                "connection_string": self.server.get_uri(),
+                "direct_connection_string": self.server.get_uri(),
+            },
             "email": {"backend": "console"},
             "cookie": {"secure": False},
             "log": {"format": "text"},
