@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 from aiosmtpd.controller import Controller
 
@@ -31,7 +32,12 @@ class Running:
     """`python -m postgrest_auth` in a process group of its own."""
 
     def __init__(
-        self, tmp_path: Path, dsn: str, workers: int, email: dict[str, object] | None = None
+        self,
+        tmp_path: Path,
+        dsn: str,
+        workers: int,
+        email: dict[str, object] | None = None,
+        shutdown_timeout: float = SHUTDOWN_TIMEOUT,
     ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/auth"
@@ -43,7 +49,7 @@ class Running:
                     "port": self.port,
                     "workers": workers,
                     "log_level": "warning",
-                    "shutdown_timeout": SHUTDOWN_TIMEOUT,
+                    "shutdown_timeout": shutdown_timeout,
                     "db": {"connection_string": dsn, "pool": {"min": 1, "max": 8}},
                     "email": email or {"backend": "console"},
                     "passwords": {"bcrypt_rounds": 10},  # sign-ins that take a while
@@ -342,3 +348,63 @@ def test_sigterm_lets_the_mail_being_sent_finish(tmp_path: Path, dsn: str) -> No
     finally:
         service.kill()
         controller.stop()
+
+
+def test_a_request_that_outlives_shutdown_timeout_does_not_hold_the_stop(
+    tmp_path: Path, dsn: str
+) -> None:
+    """A request stuck (here on a lock) is cut when the budget runs out: the stop still ends
+    within `shutdown_timeout`."""
+    service = Running(tmp_path, dsn, workers=2, shutdown_timeout=4)
+    outcome: list[int | str] = []
+    try:
+        service.wait_up()
+        r = httpx.post(
+            service.base + "/users", json={"username": "stuck", "password": PASSWORD}, timeout=30
+        )
+        assert r.status_code == 201, r.text
+
+        async def scenario() -> float:
+            locker = await asyncpg.connect(dsn)
+            try:
+                async with locker.transaction():
+                    await locker.execute("lock table auth.users in access exclusive mode")
+                    sign_in = threading.Thread(target=_stuck_sign_in, args=(service, outcome))
+                    sign_in.start()
+                    for _ in range(2000):  # until the request waits on the lock
+                        if await locker.fetchval(
+                            "select count(*) from pg_stat_activity where wait_event_type = 'Lock'"
+                            " and application_name = 'postgrest-auth'"
+                        ):
+                            break
+                        await asyncio.sleep(0.01)
+                    else:
+                        raise AssertionError("the sign-in never came to wait on the lock")
+                    signalled = time.monotonic()
+                    service.process.send_signal(signal.SIGTERM)
+                    await asyncio.to_thread(service.process.wait, 30)
+                    return time.monotonic() - signalled
+            finally:
+                await locker.close()
+
+        exited = asyncio.run(scenario())
+        print(
+            f"\nexit {exited:.2f} s after the signal (shutdown_timeout 4 s);"
+            f" the stuck request: {outcome}"
+        )
+        assert service.process.poll() is not None
+        assert exited < 4.0
+    finally:
+        service.kill()
+
+
+def _stuck_sign_in(service: Running, outcome: list[int | str]) -> None:
+    try:
+        r = httpx.post(
+            service.base + "/refresh_token",
+            json={"username": "stuck", "password": PASSWORD},
+            timeout=30,
+        )
+        outcome.append(r.status_code)
+    except httpx.HTTPError as exc:
+        outcome.append(type(exc).__name__)
