@@ -246,7 +246,10 @@ def serve(
     server = uvicorn.Config(
         "postgrest_auth.cli:worker_app", factory=True, workers=settings.workers, **options
     )
-    Supervisor(server, [server.bind_socket()], stop_within=settings.shutdown_timeout).run()
+    supervisor = Supervisor(server, [server.bind_socket()], stop_within=settings.shutdown_timeout)
+    supervisor.run()
+    if supervisor.failed:
+        raise SystemExit(3)  # as uvicorn's own exit when startup fails
 
 
 def main(argv: list[str] | None = None) -> None:

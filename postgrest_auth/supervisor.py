@@ -34,6 +34,7 @@ class Supervisor(Multiprocess):
         super().__init__(config, sockets)
         self.stop_within = stop_within
         self._stop_began: float | None = None
+        self.failed = False  # a worker failed to start: the exit status says so
         for sig in STOP_SIGNALS:
             signal.signal(sig, self._on_stop)
 
@@ -63,6 +64,8 @@ class Supervisor(Multiprocess):
         inherit is closed, and a worker that ended is meant to."""
         if self._stop_began is None:
             self._unless_stopped(super().keep_subprocess_alive)
+            # uvicorn stops the parent when a worker fails to start; say so in the exit status
+            self.failed = self.should_exit.is_set() and self._stop_began is None
 
     def _unless_stopped(self, start_workers: Callable[[], None]) -> None:
         """Start workers; if the stop signal comes meanwhile, the ones not yet started cannot

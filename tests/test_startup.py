@@ -295,8 +295,12 @@ def test_the_pool_waits_too_and_gives_up_with_one_line(dsn):
         proxy.close()
 
 
-def test_a_worker_that_cannot_open_its_pool_stops_in_one_line_without_a_traceback(tmp_path, dsn):
-    """The database answered the start-up check, then went away before the worker's pool."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_worker_that_cannot_open_its_pool_stops_in_one_line_without_a_traceback(
+    tmp_path, dsn, workers
+):
+    """The database answered the start-up check, then went away before the worker's pool.
+    With several workers the supervisor stops too, and its exit status says it failed."""
     run_script(dsn, rendered_sql(make_settings(dsn)))
     proxy = LateProxy(dsn, delay=0, once=True)
     wait_until(lambda: proxy.listening_at is not None)
@@ -308,12 +312,15 @@ def test_a_worker_that_cannot_open_its_pool_stops_in_one_line_without_a_tracebac
             "connect_timeout": 2,
         },
         port=free_port(),
+        workers=workers,
     )
     result, took = run_cli("--config", str(path))
     assert result.returncode == 3, result  # uvicorn's start-up failure
     assert "Traceback" not in result.stderr, result.stderr
     refusals = [line for line in result.stderr.splitlines() if "cannot reach PostgreSQL" in line]
-    assert len(refusals) == 1 and f"127.0.0.1:{proxy.port}" in refusals[0], result.stderr
+    assert refusals and f"127.0.0.1:{proxy.port}" in refusals[0], result.stderr
+    # one refusal, said once by each worker that tried (lines differ only in their time)
+    assert len({line[line.index("db.connection_string:") :] for line in refusals}) == 1
     assert took >= 2
 
 
