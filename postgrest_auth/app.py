@@ -18,7 +18,9 @@ from .api.access_log import redact_access_log
 from .api.body_limit import BodyLimitMiddleware
 from .api.csrf import refuse_cross_origin_writes
 from .api.errors import ErrorShapes, install_error_handlers
+from .api.gotrue.errors import RESPONSES as GOTRUE_ERRORS
 from .api.gotrue.errors import render as render_gotrue
+from .api.original.errors import RESPONSES as ORIGINAL_ERRORS
 from .config import Settings
 from .draining import Drain, worker_budget
 from .janitor import sweep
@@ -37,7 +39,6 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> FastAPI:
     should_migrate = settings.db.auto_migrate if migrate_on_start is None else migrate_on_start
-
     drain = Drain()  # begun by SIGTERM/SIGINT: /ready answers 503, the stop has a deadline
 
     @contextlib.asynccontextmanager
@@ -94,15 +95,17 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
             router,
             prefix=settings.prefix,
             dependencies=[Depends(refuse_cross_origin_writes)],
+            responses=ORIGINAL_ERRORS,
         )
     # The redirect URI registered at every provider, served whichever APIs are on.
-    app.include_router(providers.router, prefix=settings.prefix)
+    callback_errors = GOTRUE_ERRORS if settings.gotrue.enabled else ORIGINAL_ERRORS
+    app.include_router(providers.router, prefix=settings.prefix, responses=callback_errors)
     if settings.gotrue.enabled:
         # No cookie is read there (bearer tokens only), so no cross-site request can borrow one.
         gotrue_prefix = settings.prefix + gotrue.PATH
         shapes.add(gotrue_prefix, render_gotrue)
         for router in gotrue.ROUTERS:
-            app.include_router(router, prefix=gotrue_prefix)
+            app.include_router(router, prefix=gotrue_prefix, responses=GOTRUE_ERRORS)
     if settings.http.cors_origins:
         app.add_middleware(
             CORSMiddleware,

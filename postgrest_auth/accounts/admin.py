@@ -87,7 +87,8 @@ async def user_by_id(services: Services, user_uid: str) -> Row:
 
 
 async def list_users(services: Services, page: int, per_page: int) -> tuple[list[Row], int]:
-    if page < 1 or not 1 <= per_page <= MAX_PER_PAGE:
+    # an offset past PostgreSQL's bigint is an error there, not an empty page
+    if page < 1 or not 1 <= per_page <= MAX_PER_PAGE or (page - 1) * per_page >= 2**63:
         raise invalid([field_error("per_page", f"page from 1, per_page from 1 to {MAX_PER_PAGE}")])
     async with services.pool.acquire() as conn:
         return await services.store.list_users(conn, per_page, (page - 1) * per_page)

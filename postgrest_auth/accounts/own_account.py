@@ -12,7 +12,7 @@ from ..store import Row
 from .context import ClientInfo
 from .email_change import change_own_email
 from .links import VerifyLink
-from .password_change import set_own_password
+from .password_change import own_password_hash, set_own_password
 from .profile import checked_changes, merge_user_metadata
 from .sessions import Caller
 
@@ -39,11 +39,12 @@ async def update_own_account(
             await require_aal2_if_enrolled(
                 services, conn, caller, "change the password or the address"
             )
+    new_hash = None if password is None else await own_password_hash(services, caller, password)
     user = caller.user
     if changes:
         user = await merge_user_metadata(services, client, caller, changes)
-    if password is not None:
-        user = await set_own_password(services, client, Caller(user, caller.session_id), password)
+    if new_hash is not None:
+        user = await set_own_password(services, client, Caller(user, caller.session_id), new_hash)
     if email is not None:
         user = await change_own_email(services, client, user, *email)
     return user

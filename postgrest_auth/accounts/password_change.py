@@ -6,7 +6,7 @@ import hmac
 
 from ..errors import Code, ServiceError, field_error
 from ..services import Services
-from ..store import Row
+from ..store import Connection, Row
 from ..tokens import RESET, InvalidToken
 from ..validation import password_problems, refuse_if
 from .audit import Event, record
@@ -96,32 +96,45 @@ async def change_password(
 FRESH_SESSION_SECONDS = 24 * 3600
 
 
-async def set_own_password(
-    services: Services, client: ClientInfo, caller: Caller, new_password: str
-) -> Row:
-    """The signed-in caller sets a new password (GoTrue's `PUT /user`): every other session
-    ends and every sessionless token dies, while the caller's session goes on (its client keeps
-    its tokens). No current password is asked, as GoTrue asks none; instead the session must
-    be under a day old, so a token stolen from a long-lived session cannot take the account.
-    After a recovery link or code the session is new, which is how a forgotten password is set
-    (an account with a second factor proves it too: own_account checks that first).
-    """
+async def own_password_hash(services: Services, caller: Caller, new_password: str) -> str:
+    """Every refusal of the caller's new password (see set_own_password), then its hash:
+    own_account asks this before it changes anything, so a refused password leaves the
+    metadata given with it unchanged."""
     check_new_password(services, new_password, None)
-    user = caller.user
-    same, _ = await services.hasher.verify(new_password, user["password"])
+    same, _ = await services.hasher.verify(new_password, caller.user["password"])
     if same:
         raise ServiceError(
             Code.SAME_PASSWORD, "New password should be different from the old password"
         )
-    new_hash = await services.hasher.hash(new_password)
+    async with services.pool.acquire() as conn:
+        await _refuse_stale_session(services, conn, caller)
+    return await services.hasher.hash(new_password)
+
+
+async def _refuse_stale_session(services: Services, conn: Connection, caller: Caller) -> None:
+    if caller.session_id is None or not await services.store.session_started_within(
+        conn, caller.user["id"], caller.session_id, FRESH_SESSION_SECONDS
+    ):
+        raise ServiceError(
+            Code.REAUTHENTICATION_NEEDED,
+            "Sign in again to change the password: this session is more than a day old",
+        )
+
+
+async def set_own_password(
+    services: Services, client: ClientInfo, caller: Caller, new_hash: str
+) -> Row:
+    """The signed-in caller sets a new password (GoTrue's `PUT /user`; `new_hash` from
+    own_password_hash): every other session ends and every sessionless token dies, while the
+    caller's session goes on (its client keeps its tokens). No current password is asked, as
+    GoTrue asks none; instead the session must be under a day old, so a token stolen from a
+    long-lived session cannot take the account. After a recovery link or code the session is
+    new, which is how a forgotten password is set (an account with a second factor proves it
+    too: own_account checks that first).
+    """
+    user = caller.user
     async with services.pool.acquire() as conn, conn.transaction():
-        if caller.session_id is None or not await services.store.session_started_within(
-            conn, user["id"], caller.session_id, FRESH_SESSION_SECONDS
-        ):
-            raise ServiceError(
-                Code.REAUTHENTICATION_NEEDED,
-                "Sign in again to change the password: this session is more than a day old",
-            )
+        await _refuse_stale_session(services, conn, caller)
         updated = await services.store.set_password(conn, user["id"], new_hash, user["token_count"])
         if updated is None:
             raise ServiceError(

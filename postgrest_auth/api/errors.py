@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -86,6 +87,16 @@ def install_error_handlers(app: FastAPI, shapes: ErrorShapes) -> None:
 
     for exc_class in DATABASE_UNAVAILABLE_ERRORS:
         app.add_exception_handler(exc_class, database_unavailable)
+
+    # Bodies are checked field by field (forms.unstorable); this answers for query strings and
+    # paths, where a %00 reaches the database only as a parameter.
+    @app.exception_handler(asyncpg.CharacterNotInRepertoireError)
+    @app.exception_handler(asyncpg.UntranslatableCharacterError)
+    async def unstorable_text(request: Request, exc: Exception) -> Response:
+        refusal = ServiceError(
+            Code.VALIDATION_FAILED, "The request holds a character the database cannot store (NUL)"
+        )
+        return shapes.render(request.url.path, refusal)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:

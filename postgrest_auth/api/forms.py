@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 from fastapi import Request
 from pydantic import BaseModel, Field, ValidationError
 
-from ..errors import Code, ServiceError, invalid
+from ..errors import Code, ServiceError, field_error, invalid
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -21,7 +21,46 @@ JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
 
 
+def unstorable(value: Any) -> str | None:
+    """Why PostgreSQL could not store `value` as text or jsonb, if it could not: a NUL, or
+    half of a UTF-16 surrogate pair (JSON's \\u escapes carry both). Caught here, they are a
+    400 naming the field instead of a database error (a 500) deep in an operation."""
+    if isinstance(value, str):
+        if "\0" in value:
+            return "must not contain NUL characters"
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return "must be valid Unicode (no unpaired surrogates)"
+        return None
+    if isinstance(value, dict):
+        value = [*value.keys(), *value.values()]
+    if isinstance(value, list):
+        return next(filter(None, map(unstorable, value)), None)
+    return None
+
+
+def _refuse_unstorable(fields: dict[str, Any]) -> dict[str, Any]:
+    problems = [
+        field_error(name if unstorable(name) is None else "body", problem)
+        for name, value in fields.items()
+        if (problem := unstorable(name) or unstorable(value))
+    ]
+    if problems:
+        raise invalid(problems)
+    return fields
+
+
 async def read_fields(request: Request) -> dict[str, Any]:
+    """The body's fields, from JSON or a form; 400 for anything else or what cannot be stored."""
+    fields = await _parse(request)
+    try:
+        return _refuse_unstorable(fields)
+    except RecursionError:  # nested just below json's own limit
+        raise ServiceError(Code.INVALID_JSON, "The body is nested too deeply") from None
+
+
+async def _parse(request: Request) -> dict[str, Any]:
     raw = await request.body()
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if not raw.strip():

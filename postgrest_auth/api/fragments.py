@@ -11,6 +11,9 @@ from fastapi.responses import RedirectResponse
 from ..accounts import Grant
 from ..errors import Code, ServiceError
 
+# The OpenAPI document's word for these redirects (their bodies are empty).
+BACK_TO_APP = {303: {"description": "On to redirect_to: a code, a session or an error"}}
+
 
 def session_fragment(granted: Grant, type_: str, *, with_refresh_token: bool) -> dict[str, str]:
     fragment = {"access_token": granted.access_token}

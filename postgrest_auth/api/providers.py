@@ -18,7 +18,7 @@ from ..identities import flow
 from ..identities.statements import FLOW_SECONDS
 from ..services import Services
 from .deps import ClientDep, ServicesDep
-from .fragments import redirect_with_fragment, session_fragment, with_query
+from .fragments import BACK_TO_APP, redirect_with_fragment, session_fragment, with_query
 from .gotrue.errors import GOTRUE
 from .gotrue.redirects import redirect_target
 from .grants import set_session_cookie
@@ -26,6 +26,9 @@ from .grants import set_session_cookie
 CALLBACK_PATH = "/v1/callback"
 
 router = APIRouter(tags=["providers"])
+
+# What the OpenAPI document says of the browser's redirects (the bodies are empty).
+TO_PROVIDER = {302: {"description": "On to the provider, or back to redirect_to with an error"}}
 
 
 async def to_provider(
@@ -92,6 +95,7 @@ def _failure_url(target: str, failure: flow.FlowFailure) -> str:
     summary="Where providers send the browser back: on to redirect_to with a code, a session"
     " or an error",
     response_model=None,
+    responses=BACK_TO_APP,
 )
 async def callback(
     services: ServicesDep,

@@ -20,7 +20,13 @@ from ...errors import Code, ServiceError, field_error, invalid
 from ...services import Services
 from ..deps import ClientDep, ServicesDep
 from ..forms import body, documented
-from ..fragments import error_fragment, redirect_with_fragment, session_fragment, with_query
+from ..fragments import (
+    BACK_TO_APP,
+    error_fragment,
+    redirect_with_fragment,
+    session_fragment,
+    with_query,
+)
 from ..verify_form import Verify
 from ..verify_form import verify as verify_form
 from .errors import status_of
@@ -128,6 +134,7 @@ async def verify(
     summary="The mailed link: verify, then 303 to redirect_to (allow-listed) or site_url with"
     " the session in the fragment, or with ?code= for a PKCE client",
     response_model=None,
+    responses=BACK_TO_APP,
 )
 async def verify_link_in_browser(
     services: ServicesDep,

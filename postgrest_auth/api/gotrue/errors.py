@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from ...errors import Code, ServiceError
 
@@ -74,6 +75,25 @@ GOTRUE: dict[Code, tuple[int, str]] = {
 }
 
 PASSWORD_FIELDS = {"password", "new_password"}
+
+
+class WeakPassword(BaseModel):
+    reasons: list[str]
+
+
+class GoTrueError(BaseModel):
+    """Every refusal of this API, as the Supabase clients read it."""
+
+    code: str
+    message: str
+    weak_password: WeakPassword | None = None
+
+
+# For include_router(responses=...), as the original API's RESPONSES.
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": GoTrueError, "description": "Refused; nothing was changed"},
+    503: {"model": GoTrueError, "description": "The database is unavailable; see Retry-After"},
+}
 
 
 def status_of(error: ServiceError) -> int:

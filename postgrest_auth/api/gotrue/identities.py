@@ -10,14 +10,19 @@ from fastapi import APIRouter, Response
 from ...accounts.pkce import challenge_of
 from ...identities import linking
 from ..deps import ClientDep, ServicesDep
-from ..providers import to_provider
+from ..providers import TO_PROVIDER, to_provider
 from .caller import BearerCallerDep
 from .shapes import full_user_json
 
 router = APIRouter(tags=["gotrue"])
 
 
-@router.get("/authorize", summary="Start a sign-in at an external provider", response_model=None)
+@router.get(
+    "/authorize",
+    summary="Start a sign-in at an external provider",
+    response_model=None,
+    responses=TO_PROVIDER,
+)
 async def authorize(
     services: ServicesDep,
     client: ClientDep,
@@ -41,6 +46,7 @@ async def authorize(
     "/user/identities/authorize",
     summary="Link another provider to the signed-in account",
     response_model=None,
+    responses=TO_PROVIDER,
 )
 async def link_identity(
     services: ServicesDep,

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Any
 
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from ...errors import Code, ServiceError
 
@@ -66,6 +68,30 @@ STATUS: dict[Code, int] = {
 
 # 401s about a bearer token say so in the challenge (RFC 6750).
 BEARER_ERROR = {Code.INVALID_TOKEN: "invalid_token", Code.TOKEN_REVOKED: "invalid_token"}
+
+
+class FieldProblem(BaseModel):
+    field: str
+    location: str
+    messages: list[str]
+
+
+class OriginalError(BaseModel):
+    """Every refusal of this API (documented so that clients and fuzzers can hold us to it)."""
+
+    status: int
+    statusText: str
+    code: str
+    message: str
+    errors: list[FieldProblem]
+
+
+# For include_router(responses=...): every route may refuse, in this shape; FastAPI then stops
+# documenting its own 422 body, which this API never sends.
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": OriginalError, "description": "Refused; nothing was changed"},
+    503: {"model": OriginalError, "description": "The database is unavailable; see Retry-After"},
+}
 
 
 def render(error: ServiceError) -> JSONResponse:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Response
 from ...identities import linking
 from ..caller import CallerDep
 from ..deps import ClientDep, ServicesDep
-from ..providers import to_provider
+from ..providers import TO_PROVIDER, to_provider
 
 router = APIRouter(tags=["providers"])
 
@@ -38,7 +38,12 @@ async def providers(services: ServicesDep) -> dict[str, Any]:
     }
 
 
-@router.get("/authorize", summary="Start a sign-in at an external provider", response_model=None)
+@router.get(
+    "/authorize",
+    summary="Start a sign-in at an external provider",
+    response_model=None,
+    responses=TO_PROVIDER,
+)
 async def authorize(
     services: ServicesDep,
     client: ClientDep,
@@ -61,6 +66,7 @@ async def identities(services: ServicesDep, caller: CallerDep) -> dict[str, Any]
     "/identities/authorize",
     summary="Link another provider: the URL to send the browser to",
     response_model=None,
+    responses=TO_PROVIDER,
 )
 async def link_identity(
     services: ServicesDep,

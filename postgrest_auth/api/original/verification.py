@@ -16,7 +16,7 @@ from ...accounts.verification import KINDS_OF_TYPE
 from ...errors import ServiceError, field_error, invalid
 from ..deps import ClientDep, ServicesDep
 from ..forms import body, documented
-from ..fragments import error_fragment, redirect_with_fragment, session_fragment
+from ..fragments import BACK_TO_APP, error_fragment, redirect_with_fragment, session_fragment
 from ..grants import set_session_cookie, token_body
 from ..verify_form import Verify
 from ..verify_form import verify as verify_form
@@ -45,6 +45,7 @@ async def verify(
     summary="The mailed link: verify, then 303 to email.redirect_url with the session in the"
     " fragment (the session as JSON without one)",
     response_model=None,
+    responses=BACK_TO_APP,
 )
 async def verify_link(
     services: ServicesDep,
