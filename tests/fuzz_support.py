@@ -135,18 +135,16 @@ class Tables:
     def fingerprint(self) -> dict[str, Any]:
         return dict(self.loop.run_until_complete(self.conn.fetchrow(FINGERPRINT)))
 
-    def settled(self, timeout: float = 15.0) -> dict[str, Any]:
+    def settled(self, service: Service, timeout: float = 15.0) -> dict[str, Any]:
         """The fingerprint once the work a 2xx answer left behind is done (the mail after a
-        reset request starts up to 250 ms after the answer, services.Afterwards): two reads
-        0.5 s apart agree."""
+        reset request is queued after the answer, by services.Afterwards, which the test
+        process can see: the service runs in one of its threads)."""
+        afterwards = service.server.config.app.state.services.afterwards
         deadline = time.monotonic() + timeout
-        last = self.fingerprint()
-        while True:
-            time.sleep(0.5)
-            now = self.fingerprint()
-            if now == last or time.monotonic() > deadline:
-                return now
-            last = now
+        time.sleep(0.05)  # the answer is out; its background task is being handed over
+        while afterwards._tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.fingerprint()
 
     def close(self) -> None:
         self.loop.run_until_complete(self.conn.close())
