@@ -160,7 +160,12 @@ def make_settings(dsn: str, smtp_port: int | None = None, **overrides: Any) -> S
     base: dict[str, Any] = {
         "secret": SECRET,
         "port": 0,
-        "db": {"connection_string": dsn, "pool": {"min": 1, "max": 4}},
+        # One PostgreSQL, no PgBouncer: mail wakes on NOTIFY, as on a single machine.
+        "db": {
+            "connection_string": dsn,
+            "direct_connection_string": dsn,
+            "pool": {"min": 1, "max": 4},
+        },
         "passwords": {"bcrypt_rounds": 4},
         "email": {
             "backend": "smtp",

@@ -80,6 +80,7 @@ def start_service(through: str, smtp: SmtpServer) -> Iterator[Any]:
                 "connection_string": through,
                 "statement_cache": False,
                 "pool": {"min": 1, "max": SERVICE_POOL},
+                "direct_connection_string": None,  # polling, unless a test gives one
                 **db,
             },
         )

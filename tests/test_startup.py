@@ -411,7 +411,7 @@ def test_a_newer_versions_file_does_not_make_this_one_behind(dsn):
 
 @pytest.mark.parametrize("direct", [False, True], ids=["transaction-lock", "session-lock"])
 def test_four_instances_migrating_a_fresh_database_apply_each_file_once(dsn, direct):
-    db = {"direct_connection_string": dsn} if direct else {}
+    db = {"direct_connection_string": dsn if direct else None}
     settings = make_settings(dsn, db=db)
     names = [m.name for m in load_migrations(settings)]
 
@@ -445,7 +445,9 @@ def test_four_instances_migrating_through_pgbouncer_apply_each_file_once(admin_d
     bouncer = PgBouncer(admin_dsn, {"postgres": password}, pool_size=2).start()
     try:
         through = bouncer.dsn(urlsplit(dsn).path.lstrip("/"), "postgres", password)
-        settings = make_settings(through, db={"statement_cache": False})
+        settings = make_settings(
+            through, db={"statement_cache": False, "direct_connection_string": None}
+        )
         names = [m.name for m in load_migrations(settings)]
 
         async def go() -> list[list[str]]:
@@ -466,7 +468,7 @@ def test_four_instances_migrating_through_pgbouncer_apply_each_file_once(admin_d
 
 def test_without_a_direct_connection_a_failing_file_leaves_nothing_behind(dsn):
     """One transaction for the check and every file: a half-migrated schema cannot happen."""
-    settings = make_settings(dsn)
+    settings = make_settings(dsn, db={"direct_connection_string": None})
     run_script(dsn, "create schema auth; create table auth.users (clash int)")
 
     async def go() -> None:
