@@ -176,6 +176,21 @@ def test_sign_out_scopes(api: httpx.Client) -> None:
     assert api.get("/user", headers=bearer(c)).status_code == 403
 
 
+def test_a_refused_address_change_changes_nothing_else(api: httpx.Client) -> None:
+    """The address is tried first: when it is taken, the metadata and password sent with it
+    are not saved either."""
+    sign_up(api, "bob@example.com")
+    alice = sign_up(api, team="red")
+    r = api.put(
+        "/user",
+        json={"email": "bob@example.com", "data": {"team": "blue"}, "password": "a new password"},
+        headers=bearer(alice),
+    )
+    assert r.status_code == 422, r.text
+    assert api.get("/user", headers=bearer(alice)).json()["user_metadata"] == {"team": "red"}
+    sign_in(api)  # the old password still opens the account
+
+
 def test_email_confirmation_answers_the_bare_user(dsn: str, smtp: SmtpServer) -> None:
     service = start(dsn, smtp, email={"confirm": True})
     try:

@@ -29,10 +29,12 @@ async def update_own_account(
     password: str | None = None,
     email: tuple[str, VerifyLink] | None = None,
 ) -> Row:
-    """user_metadata (a JSON object; keys given as null are removed), then the password
-    (every other session ends), then the address (with `email.confirm` it waits for the new
-    one to confirm). The account as it is afterwards. Once the account has a second factor,
-    the password and the address change only from a session that proved it."""
+    """The address first (with `email.confirm` it waits for the new one to confirm): its
+    refusals (taken, too many mails) can only be known by trying, so nothing else has changed
+    when one comes. Then user_metadata (a JSON object; keys given as null are removed) and the
+    password (every other session ends), both checked beforehand. The account as it is
+    afterwards. Once the account has a second factor, the password and the address change only
+    from a session that proved it."""
     changes = None if metadata is UNCHANGED else checked_changes("user_metadata", metadata)
     if password is not None or email is not None:
         async with services.pool.acquire() as conn:
@@ -41,10 +43,10 @@ async def update_own_account(
             )
     new_hash = None if password is None else await own_password_hash(services, caller, password)
     user = caller.user
+    if email is not None:
+        user = await change_own_email(services, client, user, *email)
     if changes:
         user = await merge_user_metadata(services, client, caller, changes)
     if new_hash is not None:
         user = await set_own_password(services, client, Caller(user, caller.session_id), new_hash)
-    if email is not None:
-        user = await change_own_email(services, client, user, *email)
     return user
