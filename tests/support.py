@@ -24,6 +24,7 @@ from aiosmtpd.controller import Controller
 
 from postgrest_auth.app import create_app
 from postgrest_auth.config import Settings, deep_merge, load_settings
+from postgrest_auth.migrate import migrate
 
 SECRET = "test-secret-" + secrets.token_urlsafe(32)
 
@@ -70,6 +71,19 @@ def run_sql(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
         conn = await asyncpg.connect(dsn)
         try:
             return await conn.fetch(sql, *args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def migrated(dsn: str, settings: Settings) -> list[str]:
+    """Run the service's migrate() on `dsn` once; the names applied."""
+
+    async def go() -> list[str]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await migrate(conn, settings)
         finally:
             await conn.close()
 

@@ -15,24 +15,10 @@ from collections.abc import Iterator
 import asyncpg
 import pytest
 
-from postgrest_auth.config import Settings
-from postgrest_auth.migrate import migrate
-
-from .support import make_settings, run_script, run_sql
+from .support import make_settings, migrated, run_script, run_sql
 
 PRE_REQUEST = ("check_token_count()", "authenticate()")
 HELPERS = ("jwt()", "uid()", "role()", "email()")
-
-
-def migrated(dsn: str, settings: Settings) -> list[str]:
-    async def go() -> list[str]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return await migrate(conn, settings)
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
 
 
 def as_role(dsn: str, role: str) -> str:

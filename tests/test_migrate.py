@@ -11,21 +11,9 @@ import asyncpg
 import jwt
 import pytest
 
-from postgrest_auth.config import Settings
 from postgrest_auth.migrate import MigrationError, load_migrations, migrate, rendered_sql
 
-from .support import SECRET, Service, body_text, make_settings, run_sql
-
-
-def run_migrate(settings: Settings, dsn: str) -> list[str]:
-    async def go() -> list[str]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return await migrate(conn, settings)
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
+from .support import SECRET, Service, body_text, make_settings, migrated, run_sql
 
 
 def recorded(dsn: str, schema: str = "auth") -> list[tuple[Any, ...]]:
@@ -37,30 +25,30 @@ def recorded(dsn: str, schema: str = "auth") -> list[tuple[Any, ...]]:
 def test_migrate_twice_changes_nothing(dsn):
     settings = make_settings(dsn)
     names = [m.name for m in load_migrations(settings)]
-    assert run_migrate(settings, dsn) == names
+    assert migrated(dsn, settings) == names
     assert names[0].startswith("001_") and names[-1].startswith("R_")
     before = recorded(dsn)
     assert [r[0] for r in before] == sorted(names)
-    assert run_migrate(settings, dsn) == []
+    assert migrated(dsn, settings) == []
     assert recorded(dsn) == before
 
 
 def test_changed_applied_file_is_an_error(dsn):
     settings = make_settings(dsn)
-    run_migrate(settings, dsn)
+    migrated(dsn, settings)
     run_sql(dsn, "update auth.schema_migrations set checksum = 'edited' where name like '001_%'")
     with pytest.raises(MigrationError, match=r"001_\w+\.sql was changed"):
-        run_migrate(settings, dsn)
+        migrated(dsn, settings)
     # The lock was released: the next attempt fails the same way instead of hanging.
     with pytest.raises(MigrationError):
-        run_migrate(settings, dsn)
+        migrated(dsn, settings)
 
 
 def test_repeatable_file_runs_again_when_its_rendering_changes(dsn):
-    run_migrate(make_settings(dsn), dsn)
+    migrated(dsn, make_settings(dsn))
     changed = make_settings(dsn, cookie={"name": "other_cookie", "secure": False})
-    assert run_migrate(changed, dsn) == ["R_pre_request.sql"]
-    assert run_migrate(changed, dsn) == []
+    assert migrated(dsn, changed) == ["R_pre_request.sql"]
+    assert migrated(dsn, changed) == []
     source = run_sql(dsn, "select prosrc from pg_proc where proname = 'authenticate'")[0][0]
     assert "other_cookie" in source
 
@@ -135,7 +123,7 @@ def test_odd_schema_and_table_names_work_end_to_end(dsn, smtp):
     rows = run_sql(dsn, 'select username, email from "my auth"."Users""x"')
     assert [tuple(r) for r in rows] == [("alice", "a@example.com")]
     assert not run_sql(dsn, "select from pg_namespace where nspname = 'auth'")
-    assert run_migrate(settings, dsn) == []
+    assert migrated(dsn, settings) == []
     # The pre-request functions were rendered with the same names and find the user.
     claims = jwt.decode(token, SECRET, algorithms=["HS256"], audience="authenticated")
     assert pre_request_problem(dsn, schema, claims) is None

@@ -33,7 +33,7 @@ from postgrest_auth.migrate import (
 )
 from postgrest_auth.reach import DatabaseUnreachable
 
-from .support import SECRET, free_port, make_settings, run_script, run_sql, wait_until
+from .support import SECRET, free_port, make_settings, migrated, run_script, run_sql, wait_until
 
 ROOT = Path(__file__).parent.parent
 
@@ -86,17 +86,6 @@ def refusal(result: subprocess.CompletedProcess[str]) -> str:
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("postgrest-auth: "), lines[0]
     return lines[0]
-
-
-def migrated(dsn: str, settings: Any) -> list[str]:
-    async def go() -> list[str]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return await migrate(conn, settings)
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
 
 
 def tcp_dsn(dsn: str, port: int) -> str:
