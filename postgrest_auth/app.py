@@ -128,8 +128,10 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
     )
     if settings.metrics.enabled:  # outside the prefix: the example proxy does not publish it
         app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
-    # Outermost: every answer (a refused body, a CORS preflight) gets an id, a line and a count.
-    app.add_middleware(ObservabilityMiddleware, settings=settings)
+    # Outermost, around Starlette's own error middleware too: every answer (a refused body, a
+    # CORS preflight, a 500) gets an id, a line and a count, and a crash's traceback its id.
+    build_stack = app.build_middleware_stack
+    app.build_middleware_stack = lambda: ObservabilityMiddleware(build_stack(), settings)  # type: ignore[method-assign]
     return app
 
 

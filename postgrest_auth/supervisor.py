@@ -22,6 +22,7 @@ from uvicorn.config import Config
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from .draining import STOP_SIGNALS
+from .observability.multiprocess import forget_process
 
 logger = logging.getLogger("uvicorn.error")
 
@@ -63,7 +64,12 @@ class Supervisor(Multiprocess):
         """Replace dead workers, but never once stopping: the socket a replacement would
         inherit is closed, and a worker that ended is meant to."""
         if self._stop_began is None:
+            before = {process.pid for process in self.processes}
             self._unless_stopped(super().keep_subprocess_alive)
+            # A replaced worker died without its lifespan's end (OOM, SIGKILL, hung)
+            for pid in before - {process.pid for process in self.processes}:
+                if pid is not None:
+                    forget_process(pid)
             # uvicorn stops the parent when a worker fails to start; say so in the exit status
             self.failed = self.should_exit.is_set() and self._stop_began is None
 

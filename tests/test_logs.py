@@ -257,3 +257,55 @@ def test_text_under_dev_and_json_by_default(tmp_path: Path) -> None:
         CURRENT.reset(token)
     assert line["message"] == "a b" and line["request_id"] == "rid-1" and line["level"] == "warning"
     assert text.endswith("WARNING x: a b [rid-1]"), text
+
+
+def test_a_crash_answers_500_with_its_id_and_logs_its_traceback_with_it() -> None:
+    """The app's error handler answers 500 in the API's shape; the id reaches that answer and
+    the traceback's JSON line, which is logged once (the server is not left to log it again,
+    without the id)."""
+    import asyncio
+    import logging
+
+    from postgrest_auth.app import create_app
+    from postgrest_auth.observability.context import CURRENT
+    from postgrest_auth.observability.logs import JsonFormatter
+
+    from .support import make_settings
+
+    app = create_app(make_settings("postgresql://nobody@127.0.0.1:1/none"))
+    seen: list[str] = []
+
+    async def boom() -> None:
+        context = CURRENT.get()
+        assert context is not None
+        seen.append(context.request_id)
+        raise RuntimeError("boom")
+
+    app.add_api_route("/auth/boom", boom, methods=["GET"])
+
+    class Lines(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.ERROR)
+            self.setFormatter(JsonFormatter())
+            self.lines: list[dict[str, Any]] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.lines.append(json.loads(self.format(record)))
+
+    async def call() -> httpx.Response:
+        # raise_app_exceptions: an exception that escaped the app would fail the test here
+        transport = httpx.ASGITransport(app, raise_app_exceptions=True)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            return await http.get("/auth/boom")
+
+    lines = Lines()
+    root = logging.getLogger()
+    root.addHandler(lines)
+    try:
+        r = asyncio.run(call())
+    finally:
+        root.removeHandler(lines)
+    assert r.status_code == 500 and r.json()["code"] == "internal_error", r.text
+    assert r.headers["x-request-id"] == seen[0]
+    crashes = [line for line in lines.lines if "RuntimeError: boom" in json.dumps(line)]
+    assert len(crashes) == 1 and crashes[0]["request_id"] == seen[0], lines.lines

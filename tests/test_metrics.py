@@ -3,8 +3,12 @@ with route templates for labels, and answers while the database is gone."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +41,16 @@ def scrape(url: str) -> dict[tuple[str, frozenset], float]:
 
 def value(samples: dict, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def workers_of(pid: int) -> list[int]:
+    """The worker processes of the serving process `pid`."""
+    out = subprocess.run(
+        ["ps", "--ppid", str(pid), "-o", "pid=,args="], capture_output=True, text=True, check=True
+    )
+    return [
+        int(line.split()[0]) for line in out.stdout.splitlines() if "multiprocessing.spawn" in line
+    ]
 
 
 def settings_requests_by_worker(directory: Path) -> dict[str, float]:
@@ -178,6 +192,17 @@ def test_metrics_count_across_workers(served: Served, dsn: str, admin_dsn: str) 
     # Not under the prefix (the example proxy publishes only the prefix), not in the API's docs.
     assert httpx.get(url + "/auth/metrics").status_code == 404
     assert "/metrics" not in httpx.get(url + "/auth/openapi.json").json()["paths"]
+
+    # A worker killed outright (OOM, SIGKILL) never ends its lifespan: the supervisor drops its
+    # gauges when it replaces it, so the sums count the live workers only.
+    pool_max = "postgrest_auth_db_pool_max_connections"
+    victim = workers_of(served.process.pid)[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: victim not in workers_of(served.process.pid), timeout=20)
+    wait_until(lambda: len(workers_of(served.process.pid)) == 2, timeout=20)
+    wait_until(lambda: httpx.get(url + "/auth/health", timeout=5).status_code == 200)
+    time.sleep(2.5)  # the replacement's sampler has run (every second)
+    assert value(scrape(url), pool_max) == 2 * 3
 
     # The database gone: the scrape still answers, says so, and keeps the counters.
     database = urlsplit(dsn).path.lstrip("/")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -153,12 +152,6 @@ async def sample_forever(services: Services) -> None:
         except Exception as exc:  # a gauge must never take the worker down
             log.warning("metrics sampling: %s", type(exc).__name__)
         await asyncio.sleep(SAMPLE_SECONDS)
-
-
-def forget_this_process() -> None:
-    """A stopping worker's gauges leave the sums (its counters stay: they were served)."""
-    if MULTIPROCESS:
-        multiprocess.mark_process_dead(os.getpid())
 
 
 class OutboxFigures(Collector):

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import time
 from typing import Any
 
@@ -23,6 +24,7 @@ from .context import CURRENT, RequestContext
 from .request_id import RequestIds, plain_address
 
 access_log = logging.getLogger("postgrest_auth.access")
+log = logging.getLogger(__name__)
 _peer_address = functools.lru_cache(maxsize=1024)(plain_address)
 
 
@@ -82,6 +84,12 @@ class ObservabilityMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Starlette answered 500 in the API's shape and re-raised: log the traceback here,
+            # with this request's id, instead of letting the server log it without one.
+            log.error("unexpected error", exc_info=True)
+            if status != 500 or answered is None:
+                raise  # no complete answer went out: the server must close the connection
         finally:
             seconds = (answered or time.perf_counter()) - started
             route = route_template(scope)
@@ -130,7 +138,8 @@ class ObservabilityMiddleware:
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Samples this worker's gauges while it serves; its gauges leave the sums when it
         stops. Services exist once the app's own lifespan has started."""
-        from .metrics import forget_this_process, sample_forever
+        from .metrics import sample_forever
+        from .multiprocess import forget_process
 
         sampler: asyncio.Task[None] | None = None
 
@@ -149,4 +158,4 @@ class ObservabilityMiddleware:
                 sampler.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sampler
-            forget_this_process()
+            forget_process(os.getpid())

@@ -25,3 +25,12 @@ def use_fresh_directory() -> str:
     os.environ[ENVIRONMENT] = path
     atexit.register(shutil.rmtree, path, ignore_errors=True)
     return path
+
+
+def forget_process(pid: int) -> None:
+    """A worker that stopped, or died (the supervisor replaces it): its gauges leave the sums;
+    its counters stay, they were served."""
+    if os.environ.get(ENVIRONMENT):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
