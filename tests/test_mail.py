@@ -228,6 +228,54 @@ def test_two_instances_deliver_each_of_20_mails_exactly_once(dsn, services, serv
     assert all(row["failed_at"] is None for row in outbox(dsn))
 
 
+@pytest.mark.parametrize("direct", ["refused", "silent"])
+def test_a_broken_direct_connection_never_stops_mail(dsn, services, servers, caplog, direct):
+    """db.direct_connection_string refused at once, or at a host that accepts TCP and never
+    answers: mail still goes out within seconds, by polling, with one warning that names the
+    setting and not what it holds."""
+    caplog.set_level(logging.DEBUG, logger="postgrest_auth.mail.worker")
+    smtp = start_smtp(servers)
+    start(services, make_settings(dsn, smtp.port)).stop()  # the schema, migrated
+    password = "Direct-pass-" + os.urandom(4).hex()
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1] if direct == "silent" else free_port()
+        broken = f"postgresql://listener:{password}@127.0.0.1:{port}/postgres"
+        settings = make_settings(
+            dsn,
+            smtp.port,
+            db={"direct_connection_string": broken, "auto_migrate": False, "acquire_timeout": 1},
+        )
+        service = start(services, settings)
+
+        def warnings() -> list[str]:
+            return [
+                r.getMessage()
+                for r in caplog.records
+                if r.name == "postgrest_auth.mail.worker" and r.levelno >= logging.WARNING
+            ]
+
+        with service.client() as http:
+            began = time.monotonic()
+            assert signup(http, "mia", "mia@example.com").status_code == 201
+            smtp.mailbox.wait_for("mia@example.com", timeout=4)
+            assert time.monotonic() - began < 4
+            wait_until(lambda: warnings(), timeout=5)  # the first try failed (1 s when silent)
+            time.sleep(3.5)  # tries again after 1 s, 2 s: failing, still no second warning
+            began = time.monotonic()
+            assert signup(http, "ned", "ned@example.com").status_code == 201
+            smtp.mailbox.wait_for("ned@example.com", timeout=4)
+            assert time.monotonic() - began < 4
+    [warning] = warnings()
+    assert "db.direct_connection_string" in warning, warning
+    ours = [r for r in caplog.records if r.name == "postgrest_auth.mail.worker"]
+    logged = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in ours)
+    assert password not in logged and broken not in logged and str(port) not in logged
+    assert "listener still down" in logged  # it did try again
+    wait_until(lambda: sent_count(dsn) == 2)
+
+
 # -- transactions ------------------------------------------------------------------------------
 
 

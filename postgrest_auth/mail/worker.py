@@ -6,6 +6,11 @@ PgBouncer. Without one it never LISTENs (through PgBouncer in transaction mode t
 stay on a server connection lent to others, and hear nothing once the client moves) and polls
 the outbox instead.
 
+The listener never holds up delivery: it connects in the background, each try bounded by
+`db.acquire_timeout`; while it is down (wrong password, max_connections, a host dropping packets)
+the worker polls as without a direct connection, warns once naming the setting, and tries again
+with backoff (at most every LISTENER_RETRY_MAX_SECONDS).
+
 A worker claims due mail with `FOR UPDATE SKIP LOCKED` and pushes its next attempt forward as a
 lease, sends it with no transaction open, then marks it sent. Mail is sent once in normal
 operation; a crash between acceptance and marking sends it again after the lease (at least once).
@@ -40,6 +45,8 @@ IDLE_POLL_SECONDS = 30.0  # a lost NOTIFY (listener reconnecting) costs at most 
 POLL_SECONDS = 1.0
 # The listener's application_name, for operators reading pg_stat_activity.
 LISTENER_NAME = "postgrest-auth mail listener"
+# While the listener is down: its next try waits 1, 2, 4 ... s after a failure, at most this.
+LISTENER_RETRY_MAX_SECONDS = 30.0
 
 
 class MailWorker:
@@ -60,6 +67,9 @@ class MailWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncpg.Connection | None = None
+        self._connecting: asyncio.Task[None] | None = None  # the listener's connect in flight
+        self._listener_failures = 0  # since it last connected; >0: polling, warned once
+        self._next_listener_try = 0.0  # loop time
         self._direct_dsn = direct_dsn(settings)
         self._stopping = False
 
@@ -87,6 +97,11 @@ class MailWorker:
                     await self._task
             except Exception as exc:  # the loop only ends by stopping; never fail a shutdown
                 log.warning("mail worker ended with %s", type(exc).__name__)
+        connecting, self._connecting = self._connecting, None
+        if connecting is not None:
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await connecting
         await self._close_listener()
 
     def retry_delay(self, attempts: int) -> float | None:
@@ -99,7 +114,7 @@ class MailWorker:
     async def _run(self) -> None:
         while not self._stopping:
             try:
-                await self._ensure_listener()
+                self._tend_listener()
                 sent_any = await self.deliver_due()
                 if not sent_any:
                     await self._sleep_until_due()
@@ -168,23 +183,79 @@ class MailWorker:
         return mail
 
     async def _sleep_until_due(self) -> None:
-        if self._direct_dsn is None:  # no NOTIFY comes: the next claim is the poll
+        if not self._listening():  # no NOTIFY comes: the next claim is the poll
             await self._pause(POLL_SECONDS)
             return
         async with self.pool.acquire() as conn:
             due_in = await self.store.seconds_until_next_mail(conn)
         await self._pause(IDLE_POLL_SECONDS if due_in is None else min(due_in, IDLE_POLL_SECONDS))
 
-    async def _ensure_listener(self) -> None:
-        if self._direct_dsn is None:
+    def _listening(self) -> bool:
+        return self._listener is not None and not self._listener.is_closed()
+
+    def _tend_listener(self) -> None:
+        """Start connecting the listener in the background when it is down and its next try is
+        due; delivery goes on meanwhile, polling."""
+        if self._direct_dsn is None or self._stopping or self._listening():
             return
-        if self._listener is not None and not self._listener.is_closed():
+        if self._connecting is not None and not self._connecting.done():
             return
-        self._listener = await asyncpg.connect(
-            self._direct_dsn, server_settings={"application_name": LISTENER_NAME}
-        )
-        await self._listener.add_listener(outbox_channel(self.settings), self._notified)
-        self._listener.add_termination_listener(lambda _conn: self._wake.set())
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._next_listener_try:
+            return
+        self._connecting = asyncio.create_task(self._connect_listener(), name="mail-listener")
+
+    async def _connect_listener(self) -> None:
+        await self._close_listener()  # a closed one, if any
+        timeout = self.settings.db.acquire_timeout
+        assert self._direct_dsn is not None
+        try:
+            conn = await asyncpg.connect(
+                self._direct_dsn,
+                timeout=timeout,
+                server_settings={"application_name": LISTENER_NAME},
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._listener_down(exc)
+            return
+        try:
+            await asyncio.wait_for(
+                conn.add_listener(outbox_channel(self.settings), self._notified), timeout
+            )
+            conn.add_termination_listener(lambda _conn: self._wake.set())
+        except BaseException as exc:
+            conn.terminate()
+            if isinstance(exc, Exception):
+                self._listener_down(exc)
+                return
+            raise
+        if self._stopping:
+            conn.terminate()
+            return
+        self._listener = conn
+        if self._listener_failures:
+            log.info("mail worker: listening over db.direct_connection_string again")
+        self._listener_failures = 0
+        self._wake.set()  # a NOTIFY sent while it was down: claim now, then sleep as listening
+
+    def _listener_down(self, exc: Exception) -> None:
+        """A failed listener connect: poll meanwhile, warn once, try again with backoff."""
+        self._listener_failures += 1
+        delay = min(2.0 ** (self._listener_failures - 1), LISTENER_RETRY_MAX_SECONDS)
+        self._next_listener_try = asyncio.get_running_loop().time() + delay
+        # The exception's class only: its text may name the host or user of the secret setting.
+        if self._listener_failures == 1:
+            log.warning(
+                "mail worker: cannot LISTEN over db.direct_connection_string (%s); polling the"
+                " outbox every %g s meanwhile, trying again at most every %g s",
+                type(exc).__name__,
+                POLL_SECONDS,
+                LISTENER_RETRY_MAX_SECONDS,
+            )
+        else:
+            log.debug("mail worker: listener still down (%s)", type(exc).__name__)
 
     def _notified(self, *_: object) -> None:
         self._wake.set()
