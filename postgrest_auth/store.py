@@ -549,10 +549,12 @@ class Store:
 
     async def latest_one_time_token(self, conn: Connection, user_id: int, kind: str) -> Row | None:
         """The account's one-time token of `kind` (one row per account and kind): whether a
-        queued mail's secret is still the latest, before a new one replaces it."""
+        queued mail's secret is still the latest, before a new one replaces it. Locked (`for
+        update`, in the caller's transaction) so no request replaces it between this check and
+        the caller's own replacement; one replacing it meanwhile is waited for and read."""
         return await conn.fetchrow(
             f"select token_hash, used_at from {self.one_time_tokens}"
-            " where user_id = $1 and kind = $2",
+            " where user_id = $1 and kind = $2 for update",
             user_id,
             kind,
         )

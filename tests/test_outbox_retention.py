@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import jwt
 import pytest
@@ -365,3 +366,149 @@ def test_a_mail_queued_before_links_were_recorded_is_not_sent_once_expired(dsn, 
     assert dropped["last_error"] == "not sent: its link expired", dropped
     assert dropped["body_text"] is None and dropped["sent_at"] is None
     assert len(smtp.mailbox.to("dan@example.com")) == 1
+
+
+def test_a_failed_sign_in_mail_whose_secret_the_janitor_deleted_is_not_sent_anew(
+    dsn, tmp_path, running
+):
+    """Sign-in mail A fails for good; the user asks again and signs in with B; a day later the
+    janitor deletes B's row. `mail retry` must not send A with a new, working link: its
+    secret is gone."""
+    port = free_port()  # nothing listens yet: A fails for good at once
+    settings = make_settings(dsn, port, email={"max_attempts": 1})
+    service = start(running, settings)
+    with service.client() as http:
+        sign_up_ok(http, "carol", "carol@example.com")
+        assert http.post("/otp", json={"email": "carol@example.com"}).status_code == 200
+        wait_until(lambda: all_failed(dsn, 2), timeout=15)
+        a = row_of(dsn, "magic_link", "carol@example.com")
+        smtp = start_smtp(running, port)
+        assert http.post("/otp", json={"email": "carol@example.com"}).status_code == 200
+        [b] = smtp.mailbox.wait_for("carol@example.com")
+        assert_session(verify_link(http, "magiclink", read_secret(b).token_hash))
+    service.stop()
+    run_sql(  # a day later: the janitor's delete; A's link long dead
+        dsn,
+        "with gone as (delete from auth.one_time_tokens where sent_to = $1 returning id)"
+        " update auth.outbox set link_expires_at = now() - interval '1 second' where id = $2",
+        "carol@example.com",
+        a["id"],
+    )
+
+    retried = cli(dsn, tmp_path, "retry")
+    assert retried.startswith("2 failed mail queued again (1 with an expired link"), retried
+    start(running, settings)
+    wait_until(lambda: all(r["sent_at"] or r["failed_at"] for r in rows(dsn)))
+    dropped = next(r for r in rows(dsn) if r["id"] == a["id"])
+    assert dropped["failed_at"] is not None and dropped["sent_at"] is None, dropped
+    assert "its secret is gone" in dropped["last_error"], dropped["last_error"]
+    assert dropped["body_text"] is None
+    sign_ins = [m for m in smtp.mailbox.to("carol@example.com") if "ign" in m["Subject"]]
+    assert sign_ins == [b], [m["Subject"] for m in smtp.mailbox.to("carol@example.com")]
+    assert run_sql(dsn, "select count(*) from auth.one_time_tokens")[0][0] == 0  # none issued
+
+
+def test_a_newer_secret_committed_while_a_mail_is_renewed_wins(dsn, running):
+    """A request commits sign-in secret B for the account while the worker renews expired mail
+    A: the renewal waits for it, sees B and drops A; B is never overwritten."""
+    from postgrest_auth.mail.relink import renew
+
+    port = free_port()  # nothing listens: A fails for good at once
+    settings = make_settings(dsn, port, email={"max_attempts": 1})
+    service = start(running, settings)
+    with service.client() as http:
+        sign_up_ok(http, "carol", "carol@example.com")
+        assert http.post("/otp", json={"email": "carol@example.com"}).status_code == 200
+        wait_until(lambda: all_failed(dsn, 2), timeout=15)
+    service.stop()
+    a = row_of(dsn, "magic_link", "carol@example.com")
+    run_sql(  # due again, its link dead: the worker would renew it
+        dsn,
+        "update auth.outbox set failed_at = null, next_attempt_at = now(),"
+        " link_expires_at = now() - interval '1 second' where id = $1",
+        a["id"],
+    )
+    newer = os.urandom(32)
+
+    async def race() -> Any:
+        pool = await open_pool(settings)
+        hasher = PasswordHasher(settings.passwords)
+        request = await asyncpg.connect(dsn)
+        watch = await asyncpg.connect(dsn)
+        try:
+            services = Services.build(settings, pool, hasher)
+            async with pool.acquire() as conn:
+                [mail] = await services.store.claim_mail(conn, 60, 10)
+            assert mail["id"] == a["id"] and mail["link_expired"]
+            tx = request.transaction()
+            await tx.start()  # the request's issue(), not yet committed
+            await request.execute(
+                "update auth.one_time_tokens set token_hash = $1 where kind = 'magiclink'", newer
+            )
+            renewing = asyncio.create_task(renew(services, mail))
+            for _ in range(100):  # until the renewal waits on the request's row lock
+                waiting = await watch.fetchval(
+                    "select count(*) from pg_stat_activity where wait_event_type = 'Lock'"
+                    " and datname = current_database()"
+                )
+                if waiting:
+                    break
+                await asyncio.sleep(0.05)
+            assert waiting, "the renewal never met the request's lock"
+            await tx.commit()
+            return await asyncio.wait_for(renewing, 10)
+        finally:
+            await request.close()
+            await watch.close()
+            await pool.close()
+            hasher.close()
+
+    assert asyncio.run(race()) is None  # not sent
+    [token] = run_sql(dsn, "select token_hash from auth.one_time_tokens where kind = 'magiclink'")
+    assert token["token_hash"] == newer
+    dropped = next(r for r in rows(dsn) if r["id"] == a["id"])
+    assert "a newer mail of its kind replaced it" in dropped["last_error"], dropped
+
+
+def test_a_failed_invitation_to_a_confirmed_address_is_not_sent_anew(dsn, tmp_path, running):
+    """An invitation mail failed; the address was confirmed since (here by SQL, as an operator
+    or another link would): `mail retry` sends no new invitation, whose link would sign in."""
+    service_key = subprocess.run(
+        [sys.executable, "-m", "postgrest_auth", "keys", "service", "--days", "1"],
+        env={"POSTGREST_AUTH_SECRET": SECRET, "PATH": "/usr/bin:/bin"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    port = free_port()  # nothing listens: the invitation fails for good at once
+    settings = make_settings(dsn, port, email={"max_attempts": 1})
+    service = start(running, settings)
+    with httpx.Client(base_url=service.base + "/v1", timeout=30) as api:
+        r = api.post(
+            "/invite",
+            json={"email": "frank@example.com"},
+            headers={"Authorization": f"Bearer {service_key}"},
+        )
+        assert r.status_code == 200, r.text
+        wait_until(lambda: all_failed(dsn, 1), timeout=15)
+    service.stop()
+    invitation = row_of(dsn, "invite", "frank@example.com")
+    run_sql(
+        dsn,
+        "with confirmed as (update auth.users set email_confirmed_at = now() where email = $1"
+        " returning id) update auth.outbox set link_expires_at = now() - interval '1 second'"
+        " where id = $2",
+        "frank@example.com",
+        invitation["id"],
+    )
+
+    retried = cli(dsn, tmp_path, "retry")
+    assert retried.startswith("1 failed mail queued again (1 with an expired link"), retried
+    smtp = start_smtp(running, port)
+    start(running, settings)
+    wait_until(lambda: all(r["sent_at"] or r["failed_at"] for r in rows(dsn)))
+    dropped = row_of(dsn, "invite", "frank@example.com")
+    assert dropped["sent_at"] is None and dropped["failed_at"] is not None, dropped
+    assert "the address is confirmed already" in dropped["last_error"], dropped["last_error"]
+    assert smtp.mailbox.to("frank@example.com") == []

@@ -9,8 +9,13 @@ a one-time token's row is replaced, a reset token is past its `exp`.
 
 A new secret must end nothing the account still relies on, so the mail is not sent (failed for
 good, with the reason, erased) when a newer mail of its kind replaced its secret, its secret
-was used, the password changed since (reset), the address it went to is no longer the
-account's, or the account is gone.
+was used or is gone (the janitor deletes a token's row a day after its use or expiry, while
+failed mail keeps its link for days: a new secret would revive a spent sign-in), the address is
+confirmed already (signup, invite), the password changed since (reset), the address it went to
+is no longer the account's, or the account is gone.
+
+The latest token's row is read `for update` in the transaction that replaces it, so a request
+committing a newer secret meanwhile is seen (and wins) rather than overwritten.
 
 Imported by the lifespan only, never by the `mail` package: it builds on the account
 operations, which import the package.
@@ -82,11 +87,14 @@ async def _moot(
         if user["token_count"] != expiring.current:
             return "the password changed since"
         return None
-    if expiring.kind == "signup" and user["email_confirmed_at"] is not None:
+    if expiring.kind in ("signup", "invite") and user["email_confirmed_at"] is not None:
         return "the address is confirmed already"
+    # Locked until this transaction ends: issue() replaces exactly the row checked here.
     latest = await services.store.latest_one_time_token(conn, user["id"], expiring.kind)
-    if latest is not None and latest["token_hash"].hex() != expiring.current:
+    if latest is None:  # used or expired a day ago and deleted by the janitor
+        return "its secret is gone"
+    if latest["token_hash"].hex() != expiring.current:
         return "a newer mail of its kind replaced it"
-    if latest is not None and latest["used_at"] is not None:
+    if latest["used_at"] is not None:
         return "its secret was used"
     return None
