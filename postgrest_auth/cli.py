@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -134,14 +135,26 @@ async def _migrate(settings: Settings) -> list[str]:
 
 
 async def _check_migrations(settings: Settings) -> None:
-    """db.auto_migrate: false: serve only a database migrated to exactly this version's files."""
+    """db.auto_migrate: false: serve only a database with exactly this version's versioned files
+    applied; repeatable files that differ are a warning (a rolling upgrade puts the newer
+    release's text there). db.direct_connection_string, when given, must connect now, not
+    only when the mail worker first needs it."""
 
     async def work(conn: asyncpg.Connection) -> None:
-        problem = (await migration_status(conn, settings)).problem()
+        status = await migration_status(conn, settings)
+        problem = status.problem()
         if problem is not None:
             fail(problem)
+        warning = status.drift_warning()
+        if warning is not None:
+            logging.getLogger("postgrest_auth.migrate").warning("%s", warning)
+
+    async def connected(conn: asyncpg.Connection) -> None:
+        await conn.fetchval("select 1")
 
     await _with_connection(settings, work)
+    if settings.db.direct_connection_string is not None:
+        await _with_connection(settings, connected, direct=True)
 
 
 async def _mail(settings: Settings, action: str) -> None:

@@ -142,29 +142,54 @@ def rendered_sql(settings: Settings) -> str:
 class Status:
     """How the database stands against the shipped files."""
 
-    pending: tuple[Migration, ...]  # to apply: new files, repeatable files rendered anew
+    pending: tuple[Migration, ...]  # what `migrate` applies: new files, repeatable ones anew
     changed: tuple[str, ...]  # versioned files whose applied checksum differs from the shipped
 
     @property
+    def behind(self) -> tuple[str, ...]:
+        """Shipped versioned files not applied: this version's schema is not there yet."""
+        return tuple(m.name for m in self.pending if not m.repeatable)
+
+    @property
+    def drifted(self) -> tuple[str, ...]:
+        """Repeatable files the database holds rendered otherwise: a setting they render
+        changed, or a newer version migrated its own edit of them (a rolling upgrade)."""
+        return tuple(m.name for m in self.pending if m.repeatable)
+
+    @property
     def current(self) -> bool:
-        return not self.pending and not self.changed
+        """Ready to serve (readiness, the start-up check): every versioned file applied as
+        shipped. Drift in repeatable files is no reason to stop serving: during a rolling
+        upgrade the newer release's text is in the database; `drift_warning` says it."""
+        return not self.behind and not self.changed
 
     def problem(self) -> str | None:
-        """What is wrong, in one line naming the fix, or None when current."""
+        """What stops this version serving, in one line naming the fix; None when current."""
         if self.changed:
             return (
                 f"migration {self.changed[0]} was changed after it was applied; restore the"
                 " shipped file (applied files must never change), or run the version that"
                 " applied it"
             )
-        if self.pending:
-            names = ", ".join(m.name for m in self.pending)
+        if self.behind:
             return (
-                f"db.auto_migrate is false and the database is behind ({names} not applied);"
-                " run `postgrest-auth migrate`, or apply `postgrest-auth sql` with your own"
-                " migration tool"
+                f"db.auto_migrate is false and the database is behind"
+                f" ({', '.join(self.behind)} not applied); run `postgrest-auth migrate`, or"
+                " apply `postgrest-auth sql` with your own migration tool"
             )
         return None
+
+    def drift_warning(self) -> str | None:
+        """One line for the start-up log when repeatable files differ; None when they match."""
+        if not self.drifted:
+            return None
+        return (
+            f"db.auto_migrate is false and {', '.join(self.drifted)} differ from what the"
+            " database holds: a setting they render (roles, cookie.name, ...) changed, or a"
+            " newer version of postgrest-auth migrated; if a setting changed, run"
+            " `postgrest-auth migrate` (or apply `postgrest-auth sql`); during a rolling"
+            " upgrade, leave them to the newer version"
+        )
 
 
 def compare(migrations: Sequence[Migration], applied: Mapping[str, str]) -> Status:
@@ -198,8 +223,16 @@ async def migration_status(conn: asyncpg.Connection, settings: Settings) -> Stat
 
 
 async def migrations_current(conn: asyncpg.Connection, settings: Settings) -> bool:
-    """True when every shipped file is applied as shipped (readiness, start-up check)."""
+    """True when every shipped versioned file is applied as shipped (readiness, start-up check);
+    repeatable files may differ (see Status.current)."""
     return (await migration_status(conn, settings)).current
+
+
+# A migration may build an index or rewrite a large table, and may wait for another instance's:
+# never cut by the pool's db.command_timeout (asyncpg's timeout=None means that one) nor by a
+# statement_timeout the database user has for requests.
+MIGRATION_SECONDS = 7 * 24 * 3600.0
+NO_STATEMENT_TIMEOUT = "set local statement_timeout = 0"
 
 
 async def migrate(conn: asyncpg.Connection, settings: Settings) -> list[str]:
@@ -213,9 +246,12 @@ async def migrate(conn: asyncpg.Connection, settings: Settings) -> list[str]:
     key = lock_key(settings)
     if settings.db.direct_connection_string is None:
         async with conn.transaction():
-            await conn.execute("select pg_advisory_xact_lock(hashtext($1))", key)
+            await conn.execute(NO_STATEMENT_TIMEOUT)
+            await conn.execute(
+                "select pg_advisory_xact_lock(hashtext($1))", key, timeout=MIGRATION_SECONDS
+            )
             return await _apply_pending(conn, settings)
-    await conn.execute("select pg_advisory_lock(hashtext($1))", key)
+    await conn.execute("select pg_advisory_lock(hashtext($1))", key, timeout=MIGRATION_SECONDS)
     try:
         return await _apply_pending(conn, settings)
     finally:
@@ -226,20 +262,24 @@ async def _apply_pending(conn: asyncpg.Connection, settings: Settings) -> list[s
     """Under the lock: read what was applied, refuse a changed file, apply the rest in order."""
     schema = quote_ident(settings.db.schema_)
     async with conn.transaction():
+        await conn.execute(NO_STATEMENT_TIMEOUT)
         for statement in _bookkeeping(schema):
-            await conn.execute(statement)
+            await conn.execute(statement, timeout=MIGRATION_SECONDS)
     status = await migration_status(conn, settings)
     if status.changed:
         raise MigrationError(status.problem())
     done: list[str] = []
     for migration in status.pending:
         async with conn.transaction():
-            await conn.execute(migration.rendered)
-            await conn.execute(_record(schema), migration.name, migration.checksum)
+            await conn.execute(NO_STATEMENT_TIMEOUT)
+            await conn.execute(migration.rendered, timeout=MIGRATION_SECONDS)
+            await conn.execute(
+                _record(schema), migration.name, migration.checksum, timeout=MIGRATION_SECONDS
+            )
         log.info("applied migration %s", migration.name)
         done.append(migration.name)
     # A role granted to the authenticator since the last run (sql/R_pre_request.sql).
-    await conn.execute(f"select {schema}.grant_to_postgrest_roles()")
+    await conn.execute(f"select {schema}.grant_to_postgrest_roles()", timeout=MIGRATION_SECONDS)
     return done
 
 

@@ -32,6 +32,8 @@ TRANSIENT = (
     asyncpg.TooManyConnectionsError,
     asyncpg.ConnectionDoesNotExistError,
 )
+# PgBouncer's words for a PostgreSQL behind it that is not up (yet), or a PgBouncer stopping.
+PGBOUNCER_WAITING = ("cannot connect to server", "try again later", "shutting down")
 
 
 class DatabaseUnreachable(Exception):
@@ -86,16 +88,32 @@ async def reach(
                 f" or name another in {setting}"
             ) from None
         except TRANSIENT as exc:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
+            failure: BaseException = exc
+        except asyncpg.PostgresError as exc:
+            # PgBouncer answers in its own words, mostly as 08P01 (ProtocolViolationError): "no
+            # such database: x" for a database it does not list, PostgreSQL's words otherwise.
+            said = str(exc).lower()
+            if "no such database" in said or ("database" in said and "does not exist" in said):
                 raise DatabaseUnreachable(
-                    f"{setting}: cannot reach PostgreSQL at {where} after {budget:g} s"
-                    f" ({_said(exc)}); start it or fix the host and port in {setting}"
-                    " (db.connect_timeout sets how long start-up waits)"
+                    f"{setting}: PostgreSQL at {where} has no such database ({_said(exc)});"
+                    f" create it or name another in {setting}"
                 ) from None
-            log.debug("database at %s not reachable yet (%s)", where, type(exc).__name__)
-            await asyncio.sleep(min(delay, remaining))
-            delay = min(delay * 2, MAX_DELAY)
+            if not any(words in said for words in PGBOUNCER_WAITING):
+                raise DatabaseUnreachable(
+                    f"{setting}: PostgreSQL at {where} refused the connection ({_said(exc)});"
+                    f" check the database, user and password in {setting}"
+                ) from None
+            failure = exc
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise DatabaseUnreachable(
+                f"{setting}: cannot reach PostgreSQL at {where} after {budget:g} s"
+                f" ({_said(failure)}); start it or fix the host and port in {setting}"
+                " (db.connect_timeout sets how long start-up waits)"
+            ) from None
+        log.debug("database at %s not reachable yet (%s)", where, type(failure).__name__)
+        await asyncio.sleep(min(delay, remaining))
+        delay = min(delay * 2, MAX_DELAY)
 
 
 def connection_setting(settings: Settings) -> str:

@@ -355,16 +355,86 @@ def test_serving_refuses_a_database_that_is_behind_or_changed(tmp_path, dsn):
     assert not migrations_current_at(dsn, settings)
 
 
-def test_a_setting_that_renders_a_repeatable_file_anew_needs_migrate(tmp_path, dsn):
+def stopped(process: subprocess.Popen[str]) -> str:
+    """SIGTERM a serving process; its stderr."""
+    process.send_signal(signal.SIGTERM)
+    return process.communicate(timeout=30)[1]
+
+
+def ready(port: int) -> httpx.Response:
+    return httpx.get(f"http://127.0.0.1:{port}/auth/ready", timeout=5)
+
+
+def test_a_setting_that_renders_a_repeatable_file_anew_starts_with_a_warning(
+    tmp_path, dsn, serving
+):
+    """A renamed cookie renders R_pre_request.sql anew: with db.auto_migrate false that is a
+    warning at start (the same drift a rolling upgrade causes), and `migrate` applies it."""
     migrated(dsn, make_settings(dsn))
+    port = free_port()
     renamed = {"name": "other_cookie", "secure": False}
     path = write_config(
-        tmp_path, db={"connection_string": dsn, "auto_migrate": False}, cookie=renamed
+        tmp_path, db={"connection_string": dsn, "auto_migrate": False}, cookie=renamed, port=port
     )
-    line = refusal(run_cli("--config", str(path))[0])
-    assert "(R_pre_request.sql not applied)" in line, line
+    process = serving("--config", str(path))
+
+    def up() -> bool:
+        assert process.poll() is None, process.communicate()
+        return health(port)
+
+    wait_until(up, timeout=60, interval=0.1)
+    assert ready(port).status_code == 200, ready(port).text
+    warnings = [line for line in stopped(process).splitlines() if "R_pre_request.sql" in line]
+    assert len(warnings) == 1 and "postgrest-auth migrate" in warnings[0], warnings
+    assert "rolling upgrade" in warnings[0], warnings
     result, _ = run_cli("migrate", "--config", str(path))
     assert result.returncode == 0 and "R_pre_request.sql" in result.stdout, result.stderr
+
+
+def test_a_database_migrated_by_a_newer_release_keeps_this_instance_ready(tmp_path, dsn, serving):
+    """A rolling upgrade: release N+1 edited a repeatable file and added a versioned one. The
+    release-N instances keep answering ready, and one restarted meanwhile starts."""
+    settings = make_settings(dsn)
+    migrated(dsn, settings)
+    ports = [free_port(), free_port()]
+    paths = []
+    for n, port in enumerate(ports):
+        directory = tmp_path / str(n)
+        directory.mkdir()
+        paths.append(
+            write_config(directory, db={"connection_string": dsn, "auto_migrate": False}, port=port)
+        )
+    first = serving("--config", str(paths[0]))
+    wait_until(lambda: health(ports[0]), timeout=60, interval=0.1)
+    assert ready(ports[0]).status_code == 200
+
+    run_sql(dsn, "update auth.schema_migrations set checksum = 'n+1' where name like 'R\\_%'")
+    run_sql(dsn, "insert into auth.schema_migrations (name, checksum) values ('999_next.sql', 'n')")
+    assert migrations_current_at(dsn, settings)
+    answer = ready(ports[0])
+    assert answer.status_code == 200 and answer.json()["migrations"] == "current", answer.text
+
+    second = serving("--config", str(paths[1]))
+
+    def up() -> bool:
+        assert second.poll() is None, second.communicate()
+        return health(ports[1])
+
+    wait_until(up, timeout=60, interval=0.1)
+    assert ready(ports[1]).status_code == 200
+    assert first.poll() is None
+
+
+def test_a_wrong_direct_connection_string_is_refused_at_start_without_auto_migrate(tmp_path, dsn):
+    """Not found only when the mail worker first needs it: refused in one line at start."""
+    migrated(dsn, make_settings(dsn))
+    parts = urlsplit(dsn)
+    query = f"?{parts.query}" if parts.query else ""
+    wrong = f"postgresql://{parts.username}@{parts.netloc.rpartition('@')[2]}/no_such_db{query}"
+    db = {"connection_string": dsn, "auto_migrate": False, "direct_connection_string": wrong}
+    path = write_config(tmp_path, db=db, port=free_port())
+    line = refusal(run_cli("--config", str(path), timeout=30)[0])  # not served unchecked
+    assert "db.direct_connection_string" in line and "no such database" in line, line
 
 
 def test_the_sql_of_postgrest_auth_sql_counts_as_migrated(tmp_path, dsn, serving):
@@ -453,6 +523,59 @@ def test_four_instances_migrating_through_pgbouncer_apply_each_file_once(admin_d
     assert sorted(name for each in applied for name in each) == sorted(names)
     recorded = run_sql(dsn, "select name from auth.schema_migrations")
     assert sorted(r[0] for r in recorded) == sorted(names)
+
+
+@pytest.mark.parametrize("command", [["migrate"], []], ids=["migrate", "serve"])
+def test_a_misspelt_database_through_pgbouncer_is_refused_in_one_line(tmp_path, admin_dsn, command):
+    """PgBouncer says "no such database" as a protocol violation (08P01), not as 3D000."""
+    from .pgbouncer_support import PgBouncer
+
+    password = "bouncer-client-password"
+    bouncer = PgBouncer(admin_dsn, {"postgres": password}, pool_size=2).start()
+    try:
+        through = bouncer.dsn("no_such_db", "postgres", password)
+        db = {"connection_string": through, "statement_cache": False, "connect_timeout": 20}
+        path = write_config(tmp_path, db=db, port=free_port())
+        result, took = run_cli(*command, "--config", str(path))
+    finally:
+        bouncer.stop()
+    line = refusal(result)
+    assert "no such database" in line and f"127.0.0.1:{bouncer.port}" in line, line
+    assert "db.connection_string" in line and password not in result.stderr, line
+    assert took < 15, took  # not retried
+
+
+def test_a_migration_is_not_cut_by_the_pools_command_timeout(dsn):
+    """In-app start-up without a direct connection migrates on a pooled connection: its
+    db.command_timeout (for requests) must not cut a long index build, nor the wait for the
+    lock another instance holds while it migrates."""
+    from postgrest_auth.database import open_pool
+    from postgrest_auth.migrate import lock_key, migration_connection
+
+    settings = make_settings(dsn, db={"direct_connection_string": None, "command_timeout": 0.5})
+
+    async def go() -> list[str]:
+        holder = await asyncpg.connect(dsn)
+        pool = await open_pool(settings)
+        try:
+            async with holder.transaction():
+                await holder.execute(
+                    "select pg_advisory_xact_lock(hashtext($1))", lock_key(settings)
+                )
+                running = asyncio.ensure_future(_migrate_on(pool))
+                await asyncio.sleep(1.5)  # another instance migrating, three command_timeouts
+                assert not running.done()
+            return await running
+        finally:
+            await pool.close()
+            await holder.close()
+
+    async def _migrate_on(pool: asyncpg.Pool) -> list[str]:
+        async with migration_connection(settings, pool) as conn:
+            return await migrate(conn, settings)
+
+    applied = asyncio.run(go())
+    assert applied == [m.name for m in load_migrations(settings)]
 
 
 def test_without_a_direct_connection_a_failing_file_leaves_nothing_behind(dsn):
