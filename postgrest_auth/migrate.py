@@ -195,11 +195,15 @@ class Status:
 def compare(migrations: Sequence[Migration], applied: Mapping[str, str]) -> Status:
     """The one rule for what is pending and what changed, shared by `migrate` and the checks.
     A name the database has but this version lacks is ignored: a newer instance migrated it
-    during a rolling upgrade, and this one may keep serving."""
+    during a rolling upgrade, and this one may keep serving; its repeatable files are then the
+    newer ones, never rewritten back by an older instance (one restarted mid-upgrade)."""
+    known = {m.name for m in migrations}
+    newer = any(name not in known and not name.startswith("R_") for name in applied)
     pending = tuple(
         m
         for m in migrations
-        if applied.get(m.name) != m.checksum and (m.repeatable or m.name not in applied)
+        if applied.get(m.name) != m.checksum
+        and (m.name not in applied or (m.repeatable and not newer))
     )
     changed = tuple(
         m.name

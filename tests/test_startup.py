@@ -423,6 +423,11 @@ def test_a_database_migrated_by_a_newer_release_keeps_this_instance_ready(tmp_pa
     wait_until(up, timeout=60, interval=0.1)
     assert ready(ports[1]).status_code == 200
     assert first.poll() is None
+    # An older instance migrating (auto_migrate, restarted mid-upgrade) leaves the newer
+    # release's repeatable files alone.
+    assert migrated(dsn, settings) == []
+    rows = run_sql(dsn, "select checksum from auth.schema_migrations where name like 'R\\_%'")
+    assert {r[0] for r in rows} == {"n+1"}
 
 
 def test_a_wrong_direct_connection_string_is_refused_at_start_without_auto_migrate(tmp_path, dsn):
