@@ -113,6 +113,9 @@ class MailWorker:
 
     async def _run(self) -> None:
         while not self._stopping:
+            # Before the claim, not at the pause: a NOTIFY that comes after the claim's query
+            # and before the pause must still cut the pause short.
+            self._wake.clear()
             try:
                 self._tend_listener()
                 sent_any = await self.deliver_due()
@@ -126,8 +129,7 @@ class MailWorker:
                 await self._pause(5)
 
     async def _pause(self, seconds: float) -> None:
-        """Sleep, but wake at once on NOTIFY or stop()."""
-        self._wake.clear()
+        """Sleep, but wake at once on NOTIFY or stop() (or return at once: one came already)."""
         if self._stopping or seconds <= 0:
             return
         with contextlib.suppress(TimeoutError):
