@@ -19,11 +19,10 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from postgrest_auth.config import Settings, load_settings
-from postgrest_auth.migrate import migrate
 from postgrest_auth.sqltext import quote_ident
 from postgrest_auth.store import Store
 from postgrest_auth.tokens import TokenIssuer
-from tests.scale_support import Scale, generate, session_id, session_is_live
+from tests.scale_support import Scale, build, session_id, session_is_live
 
 from .load import Load, rate
 from .stack import (
@@ -57,15 +56,8 @@ def sampled_sessions(scale: Scale) -> list[str]:
 async def prepare(dsn: str, settings: Settings, scale: Scale) -> tuple[list[str], float]:
     """Migrate and fill the database; the claims of its sampled sessions' access tokens (built
     by the database, as the service has them built), and seconds the data took."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        await migrate(conn, settings)
-    finally:
-        await conn.close()
-    started = time.monotonic()
+    seconds = (await build(dsn, settings, scale))["total"]
     store = Store(settings)
-    await generate(dsn, store, scale)
-    seconds = time.monotonic() - started
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute((ROOT / "examples" / "todos.sql").read_text())

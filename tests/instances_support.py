@@ -17,7 +17,7 @@ from typing import IO, Any, Self
 import httpx
 
 from .gotrue_stack import TEMP_DIRECTORIES, nginx_binary
-from .support import SECRET, free_port, wait_until
+from .support import free_port, service_config, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,32 +27,19 @@ def instance_config(dsn: str, smtp_port: int, public_url: str, **overrides: Any)
 
     Client addresses come from X-Forwarded-For (read from the right, skipping trusted proxies:
     nginx on 127.0.0.1), so per-address limits count clients, not the proxy."""
-    values: dict[str, Any] = {
-        "secret": SECRET,
-        "host": "127.0.0.1",
-        "public_url": public_url,
-        "db": {
-            "connection_string": dsn,
-            "direct_connection_string": dsn,
-            "pool": {"min": 1, "max": 4},
-        },
-        "passwords": {"bcrypt_rounds": 4},
-        "email": {
-            "backend": "smtp",
+    return service_config(
+        dsn,
+        smtp_port,
+        **{
             "host": "127.0.0.1",
-            "port": smtp_port,
-            "starttls": False,
-            "timeout": 3,
-            "backoff_initial": 0.2,
-            "backoff_max": 1,
-            "from": "auth@example.test",
+            "public_url": public_url,
+            "http": {
+                "client_address_header": "X-Forwarded-For",
+                "trusted_proxies": ["127.0.0.1"],
+            },
+            **overrides,
         },
-        "http": {"client_address_header": "X-Forwarded-For", "trusted_proxies": ["127.0.0.1"]},
-        "cookie": {"secure": False},
-    }
-    for key, value in overrides.items():
-        values[key] = value
-    return values
+    )
 
 
 class Instance:

@@ -171,6 +171,12 @@ def body_text(message: EmailMessage) -> str:
 
 def make_settings(dsn: str, smtp_port: int | None = None, **overrides: Any) -> Settings:
     """Settings for a test service: fast bcrypt, generous limits, quick mail retries."""
+    return load_settings(None, service_config(dsn, smtp_port, **overrides), environ=False)
+
+
+def service_config(dsn: str, smtp_port: int | None = None, **overrides: Any) -> dict[str, Any]:
+    """make_settings' values, as a configuration file holds them (for services run as a
+    process); `overrides` merged key by key."""
     base: dict[str, Any] = {
         "secret": SECRET,
         "port": 0,
@@ -197,7 +203,7 @@ def make_settings(dsn: str, smtp_port: int | None = None, **overrides: Any) -> S
         },
         "cookie": {"secure": False},
     }
-    return load_settings(None, deep_merge(base, overrides), environ=False)
+    return deep_merge(base, overrides)
 
 
 class ThreadedServer:

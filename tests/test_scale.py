@@ -14,27 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import pytest
 
 from postgrest_auth.database import open_pool
-from postgrest_auth.migrate import migrate
 from postgrest_auth.passwords import PasswordHasher
 from postgrest_auth.services import Services
 from postgrest_auth.session_tokens import hash_session_token
 from postgrest_auth.sqltext import quote_ident
-from postgrest_auth.store import Store
 
 from .scale_support import (
     Scale,
+    build,
     email,
-    generate,
     next_hash,
     retired_hash,
     session_hash,
@@ -378,14 +374,7 @@ def scale(admin_dsn: str) -> Iterator[ScaleDatabase]:
     loop = asyncio.new_event_loop()
 
     async def start() -> tuple[Services, dict[str, float]]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await migrate(conn, settings)
-        finally:
-            await conn.close()
-        started = time.monotonic()
-        timings = await generate(dsn, Store(settings), SCALE)
-        timings["total"] = time.monotonic() - started
+        timings = await build(dsn, settings, SCALE)
         pool = await open_pool(settings)
         return Services.build(settings, pool, PasswordHasher(settings.passwords)), timings
 

@@ -16,12 +16,12 @@ def client_address(request: Request, settings: Http) -> str | None:
     saw, so the first one that is not a trusted proxy is the client; the left end is whatever
     the client chose to send.
     """
-    peer = _normalized(request.client.host if request.client else None)
+    peer = plain_address(request.client.host if request.client else None)
     header = settings.client_address_header
     if not header or not settings.is_trusted_proxy(peer):
         return peer
     for hop in reversed(request.headers.get(header, "").split(",")):
-        address = _normalized(hop.strip())
+        address = plain_address(hop.strip())
         if address is None:
             break
         if not settings.is_trusted_proxy(address):
@@ -29,8 +29,9 @@ def client_address(request: Request, settings: Http) -> str | None:
     return peer
 
 
-def _normalized(value: str | None) -> str | None:
-    """The address in canonical form (an IPv4-mapped IPv6 address as IPv4), or None."""
+def plain_address(value: str | None) -> str | None:
+    """The address in canonical form (an IPv4-mapped IPv6 address, a dual-stack socket's peer,
+    as IPv4), or None when it is not an address."""
     try:
         ip = ipaddress.ip_address(value or "")
     except ValueError:

@@ -18,10 +18,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..api.client import client_address
+from ..api.client import client_address, plain_address
 from ..config import Settings
 from .context import CURRENT, RequestContext
-from .request_id import RequestIds, plain_address
+from .request_id import RequestIds
 
 access_log = logging.getLogger("postgrest_auth.access")
 log = logging.getLogger(__name__)

@@ -3,11 +3,11 @@ through every log, else our own. Taken as is only when safe to print in a log li
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from functools import lru_cache
 
+from ..api.client import plain_address
 from ..config import Http
 
 HEADER = b"x-request-id"
@@ -36,14 +36,3 @@ class RequestIds:
                     return value.decode("ascii")
                 break
         return new_request_id()
-
-
-def plain_address(address: str) -> str | None:
-    """IPv4-mapped IPv6 (a dual-stack socket's peer) as IPv4; None when not an address."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ip)
