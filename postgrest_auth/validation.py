@@ -22,8 +22,6 @@ def username_problems(settings: Settings, username: str) -> list[dict[str, Any]]
 
 
 def password_problems(settings: Settings, field: str, password: str) -> list[dict[str, Any]]:
-    if "\0" in password:  # bcrypt cannot hash it, and no stored hash was made from it
-        return [field_error(field, "must not contain NUL characters")]
     size = len(password.encode())
     policy = settings.passwords
     if size < policy.min_bytes:
