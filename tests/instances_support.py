@@ -12,12 +12,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Self
+from typing import Any, Self
 
 import httpx
 
 from .gotrue_stack import TEMP_DIRECTORIES, nginx_binary
-from .support import free_port, service_config, wait_until
+from .support import ServiceProcess, free_port, service_config, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,65 +42,14 @@ def instance_config(dsn: str, smtp_port: int, public_url: str, **overrides: Any)
     )
 
 
-class Instance:
-    """One service process, as users start it, in its own process group; output in a file."""
+class Instance(ServiceProcess):
+    """One instance, as users start it; up once /auth/health answers."""
 
     def __init__(self, name: str, directory: Path, config: dict[str, Any]) -> None:
-        self.name = name
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.config_file = directory / f"{name}.json"
-        self.config_file.write_text(json.dumps({**config, "port": self.port}))
-        self.log = directory / f"{name}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log_file: IO[bytes] | None = None
+        super().__init__(directory, config, name)
 
     def start(self) -> Self:
-        # The file is the whole configuration: nothing from this shell's POSTGREST_AUTH_*.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("POSTGREST_AUTH_")}
-        env.pop("PORT", None)
-        self._log_file = self.log.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "postgrest_auth", "--config", str(self.config_file)],
-            cwd=self.config_file.parent,
-            env={**env, "PYTHONPATH": str(ROOT)},
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-        def ready() -> bool:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(f"{self.name} exited: {self.output()[-3000:]}")
-            try:
-                return httpx.get(self.url + "/auth/health", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(ready, timeout=60, interval=0.05)
-        return self
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def kill(self) -> None:
-        """SIGKILL the whole group: no drain, no goodbye, as when a machine dies."""
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        if self._log_file is not None:
-            self._log_file.close()
+        return super().start().wait_up()
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url + "/auth", timeout=30)

@@ -4,11 +4,16 @@ aiosmtpd SMTP server, and the service itself served by uvicorn on a loopback por
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
+import json
 import os
 import secrets
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +30,8 @@ from aiosmtpd.controller import Controller
 from postgrest_auth.app import create_app
 from postgrest_auth.config import Settings, deep_merge, load_settings
 from postgrest_auth.migrate import migrate
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SECRET = "test-secret-" + secrets.token_urlsafe(32)
 
@@ -204,6 +211,75 @@ def service_config(dsn: str, smtp_port: int | None = None, **overrides: Any) -> 
         "cookie": {"secure": False},
     }
     return deep_merge(base, overrides)
+
+
+class ServiceProcess:
+    """`python -m postgrest_auth --config …` as operators run it, in a process group of its own
+    (a test can signal or kill the whole group, as a machine dying does); its whole output in a
+    file. The configuration file is everything: no POSTGREST_AUTH_* from this shell."""
+
+    def __init__(
+        self,
+        directory: Path,
+        config: dict[str, Any],
+        name: str = "postgrest-auth",
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config_file = directory / f"{name}.json"
+        self.config_file.write_text(json.dumps({**config, "port": self.port}))
+        self.log = directory / f"{name}.log"
+        self._env = env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Self:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("POSTGREST_AUTH_")}
+        env.pop("PORT", None)
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "postgrest_auth", "--config", str(self.config_file)],
+                cwd=self.config_file.parent,
+                env={**env, "PYTHONPATH": str(ROOT), **self._env},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    def wait_up(self, path: str = "/auth/health", timeout: float = 60) -> Self:
+        def up() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.name} exited: {self.output()[-3000:]}")
+            try:
+                return httpx.get(self.url + path, timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, timeout=timeout, interval=0.05)
+        return self
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the whole group: no drain, no goodbye."""
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM, as an operator stops it (the service passes it on to its workers)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
 
 
 class ThreadedServer:

@@ -6,11 +6,9 @@ again by itself, and the mail worker delivers what waited."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -20,7 +18,15 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from .support import SECRET, Service, SmtpServer, free_port, make_settings, wait_until
+from .support import (
+    SECRET,
+    Service,
+    ServiceProcess,
+    SmtpServer,
+    free_port,
+    make_settings,
+    wait_until,
+)
 
 PASSWORD = "correct horse battery"
 CLIENTS = 4
@@ -146,47 +152,34 @@ class Load:
 
 
 def _service(tmp_path: Path, dsn: str, smtp_port: int) -> tuple[subprocess.Popen, str, Path]:
-    port = free_port()
-    config = tmp_path / "postgrest-auth.json"
-    config.write_text(
-        json.dumps(
-            {
-                "secret": SECRET,
-                "port": port,
-                "log_level": "warning",
-                "public_url": f"http://127.0.0.1:{port}",
-                "db": {
-                    "connection_string": dsn,
-                    "pool": {"min": 2, "max": 8},
-                    "acquire_timeout": ACQUIRE_TIMEOUT,
-                },
-                "passwords": {"bcrypt_rounds": 4},
-                "email": {
-                    "host": "127.0.0.1",
-                    "port": smtp_port,
-                    "starttls": False,
-                    "timeout": 3,
-                    "backoff_initial": 0.5,
-                    "backoff_max": 1,
-                    "max_attempts": 1000,
-                    "from": "auth@example.test",
-                },
-                "rate_limit": {
-                    "per_address": {"requests": 1000000, "window": 60},
-                    "per_account": {"requests": 1000000, "window": 60},
-                },
-                "sessions": {"cleanup_interval": 1},  # the janitor sweeps through the outage
-            }
-        )
-    )
-    log = tmp_path / "service.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "postgrest_auth", "--config", str(config)],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    return process, f"http://127.0.0.1:{port}/auth", log
+    config = {
+        "secret": SECRET,
+        "log_level": "warning",
+        "db": {
+            "connection_string": dsn,
+            "pool": {"min": 2, "max": 8},
+            "acquire_timeout": ACQUIRE_TIMEOUT,
+        },
+        "passwords": {"bcrypt_rounds": 4},
+        "email": {
+            "host": "127.0.0.1",
+            "port": smtp_port,
+            "starttls": False,
+            "timeout": 3,
+            "backoff_initial": 0.5,
+            "backoff_max": 1,
+            "max_attempts": 1000,
+            "from": "auth@example.test",
+        },
+        "rate_limit": {
+            "per_address": {"requests": 1000000, "window": 60},
+            "per_account": {"requests": 1000000, "window": 60},
+        },
+        "sessions": {"cleanup_interval": 1},  # the janitor sweeps through the outage
+    }
+    service = ServiceProcess(tmp_path, config).start()
+    assert service.process is not None
+    return service.process, service.url + "/auth", service.log
 
 
 def test_database_restart_under_load(tmp_path: Path) -> None:

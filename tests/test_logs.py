@@ -190,7 +190,7 @@ def test_json_request_lines_and_no_secrets(served: Served, smtp: SmtpServer) -> 
     served.stop()
     assert served.process.returncode == 0
 
-    log = served.output.read_text()
+    log = served.output()
     entries = []
     for line in log.splitlines():
         try:

@@ -214,7 +214,7 @@ def test_metrics_count_across_workers(served: Served, dsn: str, admin_dsn: str) 
 
     # The directory belongs to this run: removed when the service exits.
     served.stop()
-    assert served.process.returncode == 0, served.output.read_text()
+    assert served.process.returncode == 0, served.output()
     assert not directory.exists()
 
 
