@@ -66,7 +66,11 @@ test: $(BIN)/.installed $(POSTGREST) system-packages $(SUPABASE_JS)/node_modules
 	$(BIN)/ruff check .
 	POSTGREST_AUTH_TEST_POSTGREST=$(abspath $(POSTGREST)) $(BIN)/pytest -q $(PYTEST_ARGS)
 
-bench: $(BIN)/.installed $(POSTGREST)
+$(BIN)/.bench-installed: pyproject.toml $(BIN)/.installed
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $@
+
+bench: $(BIN)/.bench-installed $(POSTGREST)
 	@command -v wrk >/dev/null || (apt-get update && apt-get install -y --no-install-recommends wrk)
 	POSTGREST_AUTH_TEST_POSTGREST=$(abspath $(POSTGREST)) $(BIN)/python -m bench
 
