@@ -103,6 +103,7 @@ class Stack:
     rest_plain: str  # no pre-request
     rest_empty: str  # db-pre-request = an empty function: what PostgREST's extra call costs
     bcrypt_rounds: int
+    secret: str = ""  # the service's HS256 secret: the floor signs and verifies with it
 
 
 EMPTY_PRE_REQUEST = """
@@ -193,4 +194,4 @@ def running_stack(bcrypt_rounds: int = 10) -> Iterator[Stack]:
             env = postgrest_env(dsn, config["secret"], port, pre_request)
             stack.enter_context(process([postgrest_binary()], env, url + "/", "PostgREST"))
             urls.append(url)
-        yield Stack(dsn, auth_url, urls[0], urls[1], urls[2], bcrypt_rounds)
+        yield Stack(dsn, auth_url, urls[0], urls[1], urls[2], bcrypt_rounds, config["secret"])
