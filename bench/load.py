@@ -112,3 +112,128 @@ async def _httpx(load: Load, seconds: float, connections: int) -> float:
         started = time.monotonic()
         await asyncio.gather(*(worker(i) for i in range(connections)))
         return done / (time.monotonic() - started)
+
+
+# Percentiles every distribution reports (wrk's own estimates, from its latency histogram).
+PERCENTILES = (50.0, 75.0, 90.0, 99.0, 99.9)
+_DONE_MARK = "BENCH-RESULT "
+
+
+@dataclass
+class Run:
+    """One run's counts and latency distribution: what `rate` reduces to a single figure."""
+
+    requests: int  # answers of any status
+    failed: int  # answers of status 400 and above, and socket errors
+    seconds: float
+    latency: dict[float, float]  # percentile -> seconds
+    latency_max: float
+    latency_mean: float
+
+    @property
+    def rate(self) -> float:
+        return (self.requests - self.failed) / self.seconds if self.seconds else 0.0
+
+
+def distribution(
+    load: Load, seconds: float, connections: int, *, allow_failed: bool = False
+) -> Run:
+    """Counts and the latency distribution over `seconds` (wrk: closed loop, one thread, as
+    `rate`). Failed answers stop the run unless `allow_failed`."""
+    if generator() == "wrk":
+        run = _wrk_run(load, seconds, connections)
+    else:
+        run = asyncio.run(_httpx_run(load, seconds, connections))
+    if run.failed and not allow_failed:
+        raise RuntimeError(f"{run.failed} failed requests to {load.url}")
+    return run
+
+
+# wrk's `done` hook: its exact figures (microseconds) as one JSON line, not its rounded text.
+_DONE_LUA = """
+function done(summary, latency, requests)
+  local e = summary.errors
+  local parts = {}
+  for _, p in ipairs({PERCENTILES}) do
+    parts[#parts + 1] = string.format('"%s": %.0f', p, latency:percentile(p))
+  end
+  io.write(string.format(
+    'MARK{"requests": %d, "failed": %d, "us": %.0f, "max": %.0f, "mean": %f, "latency": {%s}}\\n',
+    summary.requests, e.connect + e.read + e.write + e.status + e.timeout,
+    summary.duration, latency.max, latency.mean, table.concat(parts, ", ")))
+end
+"""
+
+
+def _done_lua() -> str:
+    percentiles = ", ".join(str(p) for p in PERCENTILES)
+    return _DONE_LUA.replace("PERCENTILES", percentiles).replace("MARK", _DONE_MARK)
+
+
+def _wrk_run(load: Load, seconds: float, connections: int) -> Run:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(_lua(load) + _done_lua() + "\n")
+        script.flush()
+        duration = f"-d{max(1, round(seconds))}s"
+        command = ["wrk", "-t1", f"-c{connections}", duration, "-s", script.name, load.url]
+        done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed: {done.stderr.strip() or done.stdout.strip()}")
+    line = next((x for x in done.stdout.splitlines() if x.startswith(_DONE_MARK)), None)
+    if line is None:
+        raise RuntimeError(f"unexpected wrk output: {done.stdout[-500:]}")
+    found = json.loads(line[len(_DONE_MARK) :])
+    return Run(
+        requests=found["requests"],
+        failed=found["failed"],
+        seconds=found["us"] / 1e6,
+        latency={float(p): us / 1e6 for p, us in found["latency"].items()},
+        latency_max=found["max"] / 1e6,
+        latency_mean=found["mean"] / 1e6,
+    )
+
+
+def _percentile(ordered: list[float], p: float) -> float:
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+
+
+async def _httpx_run(load: Load, seconds: float, connections: int) -> Run:
+    import httpx
+
+    latencies: list[float] = []
+    failed = 0
+    deadline = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=connections)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
+        async def worker(offset: int) -> None:
+            nonlocal failed
+            n = offset
+            while time.monotonic() < deadline:
+                body = load.bodies[n % len(load.bodies)] if load.bodies else None
+                headers = load.headers
+                if load.header_cycle:
+                    headers = {**headers, **load.header_cycle[n % len(load.header_cycle)]}
+                sent = time.perf_counter()
+                try:
+                    r = await client.request(load.method, load.url, headers=headers, json=body)
+                    failed += r.status_code >= 400
+                except httpx.HTTPError:
+                    failed += 1
+                latencies.append(time.perf_counter() - sent)
+                n += connections
+
+        started = time.monotonic()
+        await asyncio.gather(*(worker(i) for i in range(connections)))
+        elapsed = time.monotonic() - started
+    ordered = sorted(latencies)
+    return Run(
+        requests=len(ordered),
+        failed=failed,
+        seconds=elapsed,
+        latency={p: _percentile(ordered, p) for p in PERCENTILES},
+        latency_max=ordered[-1] if ordered else 0.0,
+        latency_mean=sum(ordered) / len(ordered) if ordered else 0.0,
+    )
