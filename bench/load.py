@@ -12,11 +12,13 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 
 @dataclass
 class Load:
-    """One kind of request: method, path, headers and JSON bodies (cycled through)."""
+    """One kind of request: method, path, headers and bodies (cycled through), sent as JSON
+    unless `form` (application/x-www-form-urlencoded, as OAuth2 password sign-ins take them)."""
 
     url: str
     method: str = "GET"
@@ -24,6 +26,11 @@ class Load:
     bodies: list[dict[str, Any]] = field(default_factory=list)
     # Headers that change from one request to the next (cycled through): one token per account.
     header_cycle: list[dict[str, str]] = field(default_factory=list)
+    form: bool = False
+
+
+def encode_body(load: Load, body: dict[str, Any]) -> str:
+    return urlencode(body) if load.form else json.dumps(body)
 
 
 def generator() -> str:
@@ -41,9 +48,10 @@ def _lua(load: Load) -> str:
     lines = [f"wrk.method = {json.dumps(load.method)}"]
     headers = dict(load.headers)
     if load.bodies:
-        headers["Content-Type"] = "application/json"
+        form = "application/x-www-form-urlencoded"
+        headers["Content-Type"] = form if load.form else "application/json"
     lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
-    bodies = ", ".join(json.dumps(json.dumps(b)) for b in load.bodies)
+    bodies = ", ".join(json.dumps(encode_body(load, b)) for b in load.bodies)
     header_sets = ", ".join(
         "{"
         + ", ".join(f"[{json.dumps(k)}] = {json.dumps(v)}" for k, v in {**headers, **c}.items())
@@ -87,6 +95,13 @@ def _wrk(load: Load, seconds: float, connections: int) -> float:
     return float(found.group(1))
 
 
+async def _send(client: Any, load: Load, headers: dict[str, str], body: Any) -> Any:
+    """One request through httpx, its body as JSON or as a form."""
+    if load.form:
+        return await client.request(load.method, load.url, headers=headers, data=body)
+    return await client.request(load.method, load.url, headers=headers, json=body)
+
+
 async def _httpx(load: Load, seconds: float, connections: int) -> float:
     import httpx
 
@@ -103,7 +118,7 @@ async def _httpx(load: Load, seconds: float, connections: int) -> float:
                 headers = load.headers
                 if load.header_cycle:
                     headers = {**headers, **load.header_cycle[n % len(load.header_cycle)]}
-                r = await client.request(load.method, load.url, headers=headers, json=body)
+                r = await _send(client, load, headers, body)
                 if r.status_code >= 300:
                     raise RuntimeError(f"{r.status_code} from {load.url}")
                 done += 1
@@ -218,7 +233,7 @@ async def _httpx_run(load: Load, seconds: float, connections: int) -> Run:
                     headers = {**headers, **load.header_cycle[n % len(load.header_cycle)]}
                 sent = time.perf_counter()
                 try:
-                    r = await client.request(load.method, load.url, headers=headers, json=body)
+                    r = await _send(client, load, headers, body)
                     failed += r.status_code >= 400
                 except httpx.HTTPError:
                     failed += 1
