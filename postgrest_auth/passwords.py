@@ -10,8 +10,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from passlib.context import CryptContext
-
+from . import bcrypt_backends
+from .bcrypt_backends import Backend
 from .config import Passwords
 
 T = TypeVar("T")
@@ -28,21 +28,32 @@ def bcrypt_cost(hashed: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-class PasswordHasher:
-    """Hashes and verifies off the event loop, one thread per core (bcrypt releases the GIL)."""
+def usable_cores() -> int:
+    """The cores this process may run on (a container's cpuset, taskset), not the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
 
-    def __init__(self, policy: Passwords) -> None:
+
+class PasswordHasher:
+    """Hashes and verifies off the event loop, one thread per usable core (both bcrypt backends
+    release the GIL); sign-ups and sign-ins share the threads."""
+
+    def __init__(self, policy: Passwords, backend: Backend | None = None) -> None:
         self.policy = policy
-        self._context = CryptContext(
-            schemes=["bcrypt"], bcrypt__rounds=policy.bcrypt_rounds, bcrypt__ident="2b"
-        )
-        self._threads = os.cpu_count() or 1
+        self._backend = backend or bcrypt_backends.default_backend()
+        self._threads = usable_cores()
         self._executor = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="bcrypt")
         self._in_flight = 0  # hashes handed to the threads and not yet back (event loop only)
         # Verified against when the account does not exist, so both answers cost the same.
         # Its cost follows the stored hashes (set_dummy_cost), not necessarily the policy.
-        self._dummy_hash = self._context.hash(secrets.token_urlsafe(16))
+        self._dummy_hash = self._hash_at(secrets.token_urlsafe(16), policy.bcrypt_rounds)
         self._dummy_lock = asyncio.Lock()
+
+    @property
+    def backend_name(self) -> str:
+        """Who computes bcrypt here ("libxcrypt" or "bcrypt package"), for the bench and logs."""
+        return self._backend.name
 
     @property
     def dummy_cost(self) -> int:
@@ -66,8 +77,7 @@ class PasswordHasher:
         async with self._dummy_lock:
             if cost == self.dummy_cost:
                 return False
-            context = self._context.copy(bcrypt__rounds=cost)
-            self._dummy_hash = await self._run(context.hash, secrets.token_urlsafe(16))
+            self._dummy_hash = await self._run(self._hash_at, secrets.token_urlsafe(16), cost)
             return True
 
     @property
@@ -82,22 +92,32 @@ class PasswordHasher:
         return len(password.encode()) > self.policy.max_bytes
 
     async def hash(self, password: str) -> str:
-        return await self._run(self._context.hash, password)
+        """A `$2b$` hash at the configured cost; ValueError for a NUL or more than 72 bytes."""
+        return await self._run(self._hash_at, password, self.policy.bcrypt_rounds)
 
     async def verify(self, password: str, stored_hash: str | None) -> tuple[bool, str | None]:
         """(matches, new hash when the stored one should be rewritten at the configured cost)."""
         if self.too_long(password):
             # bcrypt cannot take it; spend the same time and refuse.
-            await self._run(self._context.verify, "x", self._dummy_hash)
+            await self._run(self._verify_and_update, "x", self._dummy_hash)
             return False, None
         if stored_hash is None:
-            await self._run(self._context.verify, password, self._dummy_hash)
+            await self._run(self._verify_and_update, password, self._dummy_hash)
             return False, None
-        try:
-            ok, new_hash = await self._run(self._context.verify_and_update, password, stored_hash)
-        except ValueError:  # not a hash this policy knows: never a match
+        if bcrypt_backends.parse(stored_hash) is None:
+            return False, None  # not a bcrypt hash (or a refused one, as $2x$): never a match
+        return await self._run(self._verify_and_update, password, stored_hash)
+
+    def _hash_at(self, password: str, cost: int) -> str:
+        return bcrypt_backends.make_hash(self._backend, password.encode(), cost)
+
+    def _verify_and_update(self, password: str, stored_hash: str) -> tuple[bool, str | None]:
+        """In a hashing thread: the verification and, when due, the new hash, in one hand-off."""
+        if not bcrypt_backends.verify(self._backend, password.encode(), stored_hash):
             return False, None
-        return ok, new_hash
+        if bcrypt_backends.needs_rehash(stored_hash, self.policy.bcrypt_rounds):
+            return True, self._hash_at(password, self.policy.bcrypt_rounds)
+        return True, None
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         self._in_flight += 1
