@@ -69,7 +69,7 @@ def process(args: list[str], env: dict[str, str], url: str, what: str) -> Iterat
                     raise RuntimeError(f"{what} exited:\n{tail}")
                 return answers(url)
 
-            wait_until(ready, what)
+            wait_until(ready, what, timeout=120)  # a loaded machine starts slowly
             yield
         finally:
             child.terminate()
@@ -104,6 +104,7 @@ class Stack:
     rest_empty: str  # db-pre-request = an empty function: what PostgREST's extra call costs
     bcrypt_rounds: int
     secret: str = ""  # the service's HS256 secret: the floor signs and verifies with it
+    rest_cookie: str = ""  # db-pre-request = auth.authenticate: the session-cookie mode
 
 
 EMPTY_PRE_REQUEST = """
@@ -188,10 +189,18 @@ def running_stack(bcrypt_rounds: int = 10) -> Iterator[Stack]:
         run_sql(dsn, (ROOT / "examples" / "todos.sql").read_text())
         run_sql(dsn, EMPTY_PRE_REQUEST)
         urls = []
-        for pre_request in ("auth.check_token_count", None, "bench.empty_pre_request"):
+        pre_requests = (
+            "auth.check_token_count",
+            None,
+            "bench.empty_pre_request",
+            "auth.authenticate",
+        )
+        for pre_request in pre_requests:
             port = free_port()
             url = f"http://127.0.0.1:{port}"
             env = postgrest_env(dsn, config["secret"], port, pre_request)
             stack.enter_context(process([postgrest_binary()], env, url + "/", "PostgREST"))
             urls.append(url)
-        yield Stack(dsn, auth_url, urls[0], urls[1], urls[2], bcrypt_rounds, config["secret"])
+        yield Stack(
+            dsn, auth_url, urls[0], urls[1], urls[2], bcrypt_rounds, config["secret"], urls[3]
+        )

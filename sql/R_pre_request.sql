@@ -18,8 +18,12 @@ comment on function {{schema}}.session_aal(jsonb) is 'GoTrue''s authenticator as
 revoke execute on function {{schema}}.session_aal(jsonb) from public;  -- the service and session_claims only
 
 drop function if exists {{schema}}.access_claims({{schema}}.{{table}}, uuid);
+-- Stable, not immutable: jsonb_build_object is stable, and PostgreSQL inlines an SQL function
+-- into the query calling it only when the body is no more volatile than declared. Inlined, the
+-- claims are planned once with the lookup that reads the row (a cached plan in session_claims),
+-- instead of planning the function body anew on every call.
 create or replace function {{schema}}.access_claims(u {{schema}}.{{table}}, session_id uuid, amr jsonb)
-returns jsonb language sql immutable as $$
+returns jsonb language sql stable as $$
   select jsonb_build_object(
       'iss', {{issuer_literal}},
       'sub', u.uid::text,
@@ -46,6 +50,7 @@ create or replace function {{schema}}.token_problem(claims jsonb) returns text
 language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
 declare
   subject text := claims->>'sub';
+  session_key text := claims->>'sid';
   session_live boolean;
   current_count integer;
 begin
@@ -54,12 +59,12 @@ begin
   end if;
   if claims ? 'sid' then
     -- A token that names a session is judged by its session alone: one indexed lookup.
-    if claims->>'sid' !~ '^[0-9a-fA-F-]{36}$' then
+    if session_key !~ '^[0-9a-fA-F-]{36}$' then
       return 'session_ended';
     end if;
     select s.revoked_at is null and s.expires_at > now() into session_live
       from {{schema}}.sessions s join {{schema}}.{{table}} u on u.id = s.user_id
-      where s.id = (claims->>'sid')::uuid and subject in (u.uid::text, u.id::text);
+      where s.id = session_key::uuid and subject in (u.uid::text, u.id::text);
     return case when session_live then null else 'session_ended' end;
   end if;
   -- No session: the user's count judges (tokens of the Node original).
@@ -133,29 +138,37 @@ grant execute on function {{schema}}.check_token_count() to {{anon_role}}, {{use
 
 drop function if exists {{schema}}.check_bearer_claims();
 
+-- plpgsql, not sql: a security definer SQL function is never inlined, so its body would be
+-- parsed and planned on every call (most of a cookie request's cost); plpgsql keeps the plans of
+-- its two lookups for the connection's life.
 create or replace function {{schema}}.session_claims(session_token text) returns jsonb
-language sql stable security definer set search_path = pg_catalog, pg_temp as $$
-  -- The session's current cookie; else one a refresh replaced under reuse_interval ago (a
-  -- request of another tab, in flight during the rotation). The second lookup runs only when
-  -- the first finds nothing (limit 1 over union all).
-  (select {{schema}}.access_claims(u, s.id, s.amr)
-      || jsonb_build_object('exp', floor(extract(epoch from s.expires_at))::bigint)
+language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  hashed bytea := sha256(convert_to(session_token, 'UTF8'));
+  claims jsonb;
+begin
+  select {{schema}}.access_claims(u, s.id, s.amr)
+         || jsonb_build_object('exp', floor(extract(epoch from s.expires_at))::bigint)
+    into claims
     from {{schema}}.sessions s
     join {{schema}}.{{table}} u on u.id = s.user_id
-    where s.token_hash = sha256(convert_to(session_token, 'UTF8'))
-      and s.revoked_at is null
-      and s.expires_at > now()
-  union all
+   where s.token_hash = hashed and s.revoked_at is null and s.expires_at > now();
+  if found then
+    return claims;
+  end if;
+  -- Not a current cookie: one a refresh replaced under reuse_interval ago (a request of another
+  -- tab, in flight during the rotation) still opens its session.
   select {{schema}}.access_claims(u, s.id, s.amr)
-      || jsonb_build_object('exp', floor(extract(epoch from s.expires_at))::bigint)
+         || jsonb_build_object('exp', floor(extract(epoch from s.expires_at))::bigint)
+    into claims
     from {{schema}}.refresh_tokens_retired r
     join {{schema}}.sessions s on s.id = r.session_id
     join {{schema}}.{{table}} u on u.id = s.user_id
-    where r.token_hash = sha256(convert_to(session_token, 'UTF8'))
-      and r.retired_at > now() - make_interval(secs => {{reuse_interval_seconds}})
-      and s.revoked_at is null
-      and s.expires_at > now())
-  limit 1;
+   where r.token_hash = hashed
+     and r.retired_at > now() - make_interval(secs => {{reuse_interval_seconds}})
+     and s.revoked_at is null and s.expires_at > now();
+  return claims;
+end
 $$;
 comment on function {{schema}}.session_claims(text) is 'The claims a token of this live session would carry, or null. Takes the current cookie, or one rotated out less than sessions.reuse_interval ago.';
 revoke execute on function {{schema}}.session_claims(text) from public;
@@ -187,7 +200,8 @@ begin
       message = '{"code":"cross_origin","message":"Cookie-authenticated writes must come from this origin"}',
       detail = '{"status":403,"headers":{}}';  -- PostgREST 12 needs both keys
   end if;
-  execute format('set local role %I', claims->>'role');
+  -- set_config, as PostgREST sets the role itself: `set local role` without an execute
+  perform set_config('role', claims->>'role', true);
   perform set_config('request.jwt.claims', claims::text, true);
 end
 $$;
