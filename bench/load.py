@@ -190,7 +190,11 @@ def _wrk_run(load: Load, seconds: float, connections: int) -> Run:
         script.write(_lua(load) + _done_lua() + "\n")
         script.flush()
         duration = f"-d{max(1, round(seconds))}s"
-        command = ["wrk", "-t1", f"-c{connections}", duration, "-s", script.name, load.url]
+        # wrk's own timeout (2 s) would cut the slowest answers out of the distribution and count
+        # them as failures: on a loaded machine those are the tail this measures.
+        timeout = f"--timeout={max(30, round(seconds))}s"
+        command = ["wrk", "-t1", f"-c{connections}", duration, timeout, "-s", script.name]
+        command.append(load.url)
         done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed: {done.stderr.strip() or done.stdout.strip()}")

@@ -91,6 +91,16 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
+def private_mb(pid: int) -> tuple[float, float]:
+    """(RssAnon, Pss): memory of this process alone, and its share of pages it shares with the
+    other workers (libraries): what one more worker costs, beside VmRSS that counts them all."""
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    anon = next(int(x.split()[1]) for x in status if x.startswith("RssAnon:"))
+    rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    pss = next(int(x.split()[1]) for x in rollup if x.startswith("Pss:"))
+    return anon / 1024, pss / 1024
+
+
 def served(auth_url: str) -> int:
     """Requests the service has answered, all workers (the metrics' request counter)."""
     parts = urlsplit(auth_url)
@@ -150,8 +160,16 @@ def side_loop(auth_url: str, accounts: list[Account], round_: int) -> None:
             _expect(client.get(auth_url + "/no-such-route"), 404)
 
 
-def drive(stack: Stack, accounts: list[Account], count: int, seconds: float) -> int:
-    """Requests of the mix until the service has answered `count` more; returns how many."""
+def drive(
+    stack: Stack,
+    accounts: list[Account],
+    count: int,
+    seconds: float,
+    trace: list[tuple[int, list[float]]],
+    workers: list[int],
+) -> int:
+    """Requests of the mix until the service has answered `count` more; returns how many.
+    After each round of the mix, `trace` gets (requests answered so far, each worker's RSS)."""
     url = stack.auth_url
     cycle = [{"Authorization": f"Bearer {a.access_token}"} for a in accounts]
     loads = [
@@ -167,6 +185,7 @@ def drive(stack: Stack, accounts: list[Account], count: int, seconds: float) -> 
             distribution(load, max(1.0, seconds * share), CONNECTIONS)
         side_loop(url, accounts, round_)
         round_ += 1
+        trace.append((served(url), [rss_mb(pid) for pid in workers]))
     return served(url) - start
 
 
@@ -179,9 +198,10 @@ def run(stack: Stack, seconds: float, rounds: int) -> float:
     accounts = sign_up(stack.auth_url, f"mem{secrets.token_hex(4)}", ACCOUNTS)
     at_start = {pid: rss_mb(pid) for pid in workers}
     started = time.monotonic()
-    first = drive(stack, accounts, REQUESTS, seconds)
+    trace: list[tuple[int, list[float]]] = []
+    first = drive(stack, accounts, REQUESTS, seconds, trace, workers)
     after_first = {pid: rss_mb(pid) for pid in workers}
-    second = drive(stack, accounts, REQUESTS, seconds)
+    second = drive(stack, accounts, REQUESTS, seconds, trace, workers)
     after_second = {pid: rss_mb(pid) for pid in workers}
     elapsed = time.monotonic() - started
     if worker_pids(service) != workers:
@@ -193,11 +213,15 @@ def run(stack: Stack, seconds: float, rounds: int) -> float:
     ratio_growth = max(growth.values()) / GROWTH_LIMIT_MB
     print(f"Worker memory (VmRSS), {len(workers)} workers, {first:,} + {second:,} requests")
     print(f"  in {elapsed:.0f} s; supervisor {rss_mb(service):.1f} MB")
+    private = {pid: private_mb(pid) for pid in workers}
     for pid in workers:
         print(
             f"  worker {pid}: {at_start[pid]:.1f} MB at start, {after_first[pid]:.1f} after"
-            f" 100k, {after_second[pid]:.1f} after 200k ({growth[pid]:+.2f} MB over the second)"
+            f" 100k, {after_second[pid]:.1f} after 200k ({growth[pid]:+.2f} MB over the second);"
+            f" its own {private[pid][0]:.1f} MB (RssAnon), Pss {private[pid][1]:.1f} MB"
         )
+    steps = ", ".join(f"{n // 1000}k: " + "/".join(f"{r:.1f}" for r in rss) for n, rss in trace)
+    print(f"  along the way (MB): {steps}")
     print(f"  ratio {ratio_rss:.2f}   (limit 1.00: {TARGET_MB:.0f} MB a worker)")
     print(
         f"  growth ratio {ratio_growth:.2f}   (limit 1.00: {GROWTH_LIMIT_MB:.0f} MB a worker"
@@ -212,6 +236,9 @@ def run(stack: Stack, seconds: float, rounds: int) -> float:
         rss_mb_after_first=[round(after_first[p], 1) for p in workers],
         rss_mb_after_second=[round(after_second[p], 1) for p in workers],
         growth_mb=[round(growth[p], 2) for p in workers],
+        rss_anon_mb=[round(private[p][0], 1) for p in workers],
+        pss_mb=[round(private[p][1], 1) for p in workers],
+        trace=[[n, [round(r, 2) for r in rss]] for n, rss in trace],
         target_mb=TARGET_MB,
         growth_limit_mb=GROWTH_LIMIT_MB,
         ratio=round(ratio_rss, 3),
