@@ -214,10 +214,11 @@ def run(stack: Stack, seconds: float, rounds: int) -> float:
     print(f"Worker memory (VmRSS), {len(workers)} workers, {first:,} + {second:,} requests")
     print(f"  in {elapsed:.0f} s; supervisor {rss_mb(service):.1f} MB")
     private = {pid: private_mb(pid) for pid in workers}
+    k = REQUESTS // 1000
     for pid in workers:
         print(
             f"  worker {pid}: {at_start[pid]:.1f} MB at start, {after_first[pid]:.1f} after"
-            f" 100k, {after_second[pid]:.1f} after 200k ({growth[pid]:+.2f} MB over the second);"
+            f" {k}k, {after_second[pid]:.1f} after {2 * k}k ({growth[pid]:+.2f} MB over the second);"
             f" its own {private[pid][0]:.1f} MB (RssAnon), Pss {private[pid][1]:.1f} MB"
         )
     steps = ", ".join(f"{n // 1000}k: " + "/".join(f"{r:.1f}" for r in rss) for n, rss in trace)
@@ -225,7 +226,7 @@ def run(stack: Stack, seconds: float, rounds: int) -> float:
     print(f"  ratio {ratio_rss:.2f}   (limit 1.00: {TARGET_MB:.0f} MB a worker)")
     print(
         f"  growth ratio {ratio_growth:.2f}   (limit 1.00: {GROWTH_LIMIT_MB:.0f} MB a worker"
-        f" over the second 100k, {GROWTH_LIMIT_MB * 2**20 / REQUESTS:.0f} bytes a request)",
+        f" over the second {k}k, {GROWTH_LIMIT_MB * 2**20 / REQUESTS:.0f} bytes a request)",
         flush=True,
     )
     record(
