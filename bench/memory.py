@@ -218,7 +218,8 @@ def run(stack: Stack, seconds: float, rounds: int) -> float:
     for pid in workers:
         print(
             f"  worker {pid}: {at_start[pid]:.1f} MB at start, {after_first[pid]:.1f} after"
-            f" {k}k, {after_second[pid]:.1f} after {2 * k}k ({growth[pid]:+.2f} MB over the second);"
+            f" {k}k, {after_second[pid]:.1f} after {2 * k}k ({growth[pid]:+.2f} MB over the"
+            " second);"
             f" its own {private[pid][0]:.1f} MB (RssAnon), Pss {private[pid][1]:.1f} MB"
         )
     steps = ", ".join(f"{n // 1000}k: " + "/".join(f"{r:.1f}" for r in rss) for n, rss in trace)
