@@ -176,10 +176,8 @@ class SigningKey(Section):
     def _key_files_hold_keys(self) -> SigningKey:
         """Each file is read and parsed once here, so a wrong one stops start-up in one line
         instead of failing at the first token."""
-        from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
-        from jwt.algorithms import get_default_algorithms
+        from .jwt_keys import read_key
 
-        algorithm = get_default_algorithms()[self.algorithm]
         for field in ("private_key_file", "public_key_file"):
             path: Path | None = getattr(self, field)
             if path is None:
@@ -191,10 +189,10 @@ class SigningKey(Section):
                     f"{field}: cannot read {path} ({exc.strerror}); fix the path"
                 ) from None
             try:
-                key = algorithm.prepare_key(data)
-            except Exception:  # PyJWT and cryptography raise several kinds for a non-key
+                key = read_key(self.algorithm, data)
+            except ValueError:
                 key = None
-            private = isinstance(key, PrivateKeyTypes)
+            private = key is not None and key.is_private
             if key is None or (field == "private_key_file") != private:
                 kind = "private" if field == "private_key_file" else "public"
                 raise ValueError(

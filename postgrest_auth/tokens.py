@@ -10,14 +10,17 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
     PrivateFormat,
 )
-from jwt.algorithms import get_default_algorithms
+from joserfc import jwt
+from joserfc.errors import ExpiredTokenError, JoseError
+from joserfc.jwk import GuestProtocol
+from joserfc.jwt import JWTClaimsRegistry
 
+from . import jwt_keys
 from .config import Settings
 
 ACCESS = "access"
@@ -32,28 +35,32 @@ class InvalidToken(Exception):
 class Key:
     kid: str | None
     algorithm: str
-    signing: Any | None  # private key or HS secret
-    verifying: Any
+    key: jwt_keys.Key  # verifies; signs too when private (or the HS secret)
+    signs: bool
+    material: str  # what the derived keys (email binding, codes, rotation) are made from
 
 
 def _load_keys(settings: Settings) -> list[Key]:
     keys: list[Key] = []
-    algorithms = get_default_algorithms()
     for entry in settings.jwt.keys:
-        algo = algorithms[entry.algorithm]
-        private = None
-        if entry.private_key_file is not None:
-            private = algo.prepare_key(entry.private_key_file.read_bytes())
-            public = private.public_key()
-        elif entry.public_key_file is not None:
-            public = algo.prepare_key(entry.public_key_file.read_bytes())
-        else:
+        path = entry.private_key_file or entry.public_key_file
+        if path is None:
             raise ValueError(f"jwt.keys[{entry.kid}]: needs private_key_file or public_key_file")
-        keys.append(Key(entry.kid, entry.algorithm, private, public))
+        key = jwt_keys.read_key(entry.algorithm, path.read_bytes())
+        material = ""
+        if key.is_private:  # its own bytes are the secret part
+            der = key.private_key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
+            material = der.hex()
+        keys.append(Key(entry.kid, entry.algorithm, key, key.is_private, material))
     if settings.secret is not None:
         secret = settings.secret.get_secret_value()
-        keys.append(Key(None, "HS256", secret, secret))
+        keys.append(Key(None, "HS256", jwt_keys.hmac_key(secret), True, secret))
     return keys
+
+
+# Signature and expiry are what every token is checked by; `iat` and `nbf`, when present,
+# must not lie in the future.
+REQUIRE_EXPIRY = JWTClaimsRegistry(exp={"essential": True})
 
 
 class TokenIssuer:
@@ -62,13 +69,12 @@ class TokenIssuer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.keys = _load_keys(settings)
-        self.signer = next(k for k in self.keys if k.signing is not None)
+        self.signer = next(k for k in self.keys if k.signs)
         self.algorithms = sorted({k.algorithm for k in self.keys})
-        material = self.signer.signing
-        if not isinstance(material, str):  # a private key: its own bytes are the secret part
-            material = material.private_bytes(
-                Encoding.DER, PrivateFormat.PKCS8, NoEncryption()
-            ).hex()
+        self._signing_header = {"alg": self.signer.algorithm, "typ": "JWT"}
+        if self.signer.kid:
+            self._signing_header["kid"] = self.signer.kid
+        material = self.signer.material
         self._binding_key = hashlib.sha256(b"postgrest-auth/email:" + material.encode()).digest()
         self._code_key = hashlib.sha256(b"postgrest-auth/code:" + material.encode()).digest()
         self._rotation_key = hashlib.sha256(
@@ -127,8 +133,8 @@ class TokenIssuer:
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
     def sign(self, claims: dict[str, Any]) -> str:
-        headers = {"kid": self.signer.kid} if self.signer.kid else None
-        return jwt.encode(claims, self.signer.signing, self.signer.algorithm, headers=headers)
+        algorithms = [self.signer.algorithm]
+        return jwt.encode(self._signing_header, claims, self.signer.key, algorithms=algorithms)
 
     def decode(self, token: str, expected_type: str) -> dict[str, Any]:
         """Verified claims of one of our tokens of `expected_type`, or of a Node original token."""
@@ -143,16 +149,12 @@ class TokenIssuer:
         """Verified claims, by signature and expiry only: what a long-lived API key
         (`postgrest-auth keys`) is checked by, having no count, type or session."""
         try:
-            key = self._key_for(jwt.get_unverified_header(token))
-            return jwt.decode(
-                token,
-                key.verifying,
-                algorithms=[key.algorithm],
-                options={"verify_aud": False, "require": ["exp"]},
-            )
-        except jwt.ExpiredSignatureError:
+            claims: dict[str, Any] = jwt.decode(token, self._key_for, self.algorithms).claims
+            REQUIRE_EXPIRY.validate(claims)
+            return claims
+        except ExpiredTokenError:
             raise InvalidToken("the token has expired") from None
-        except jwt.PyJWTError:
+        except (JoseError, ValueError, TypeError):  # malformed parts, JSON, or header
             raise InvalidToken("the token is not valid") from None
 
     def api_key(self, role: str, days: int) -> str:
@@ -164,21 +166,22 @@ class TokenIssuer:
             {"iss": self.settings.payload.iss, "role": role, "iat": now, "exp": now + days * 86400}
         )
 
-    def _key_for(self, header: dict[str, Any]) -> Key:
+    def _key_for(self, token: GuestProtocol) -> jwt_keys.Key:
+        """The configured key the token's header names (kid and alg), else none at all."""
+        header = token.headers()
         kid = header.get("kid")
         for key in self.keys:
             if key.kid == kid and key.algorithm == header.get("alg"):
-                return key
+                return key.key
         raise InvalidToken("the token is not valid")
 
     def jwks(self) -> dict[str, Any]:
         """Public keys for PostgREST's jwt-secret and for other verifiers; no HS secret, ever."""
-        algorithms = get_default_algorithms()
         published = []
         for key in self.keys:
             if key.kid is None:
                 continue
-            jwk = algorithms[key.algorithm].to_jwk(key.verifying, as_dict=True)
+            jwk = key.key.as_dict(private=False)
             published.append({**jwk, "kid": key.kid, "alg": key.algorithm, "use": "sig"})
         return {"keys": published}
 
