@@ -18,6 +18,7 @@ from .api.access_log import redact_access_log
 from .api.body_limit import BodyLimitMiddleware
 from .api.csrf import refuse_cross_origin_writes
 from .api.errors import ErrorShapes, install_error_handlers
+from .api.fast_lane import fast_routes
 from .api.gotrue.errors import RESPONSES as GOTRUE_ERRORS
 from .api.gotrue.errors import render as render_gotrue
 from .api.original.errors import RESPONSES as ORIGINAL_ERRORS
@@ -85,6 +86,9 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
         docs_url=f"{settings.prefix}/docs",
         openapi_url=f"{settings.prefix}/openapi.json",
         redoc_url=None,
+        # FastAPI's OpenTelemetry hooks look up the providers on every request; the service
+        # counts at GET /metrics instead.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.drain = drain
     app.add_middleware(OneLineStartupRefusal)  # innermost: sees the lifespan's own exception
@@ -97,6 +101,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
             dependencies=[Depends(refuse_cross_origin_writes)],
             responses=ORIGINAL_ERRORS,
         )
+    app.router.routes[:0] = fast_routes(settings.prefix)  # ahead of the routes they stand for
     # The redirect URI registered at every provider, served whichever APIs are on.
     callback_errors = GOTRUE_ERRORS if settings.gotrue.enabled else ORIGINAL_ERRORS
     app.include_router(providers.router, prefix=settings.prefix, responses=callback_errors)

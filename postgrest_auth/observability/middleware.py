@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import time
@@ -25,7 +24,6 @@ from .request_id import RequestIds
 
 access_log = logging.getLogger("postgrest_auth.access")
 log = logging.getLogger(__name__)
-_peer_address = functools.lru_cache(maxsize=1024)(plain_address)
 
 
 def route_template(scope: Scope) -> str | None:
@@ -133,7 +131,7 @@ class ObservabilityMiddleware:
         if self.http.client_address_header:
             return client_address(Request(scope), self.http)
         peer = scope.get("client")
-        return _peer_address(peer[0]) if peer else None
+        return plain_address(peer[0]) if peer else None
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Samples this worker's gauges while it serves; its gauges leave the sums when it
