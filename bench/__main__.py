@@ -1,29 +1,46 @@
-"""`python -m bench [postgrest] [logins] [refresh] [gotrue] [mail] [recovery] [rotation] [scale]`:
-all by default, in about a minute and the few minutes `scale` takes to make its million
-accounts."""
+"""`python -m bench [name ...]`: all by default (about twenty minutes, `scale` making its
+million accounts the longest). Every figure goes to bench/results.json, the connection sweep
+to bench/results.svg."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import time
+from datetime import date
+from pathlib import Path
 
 from . import (
+    cold_start,
+    floor,
     gotrue_refresh,
+    latency,
     logins,
     mail_latency,
+    memory,
+    peer,
     postgrest,
     recovery_timing,
     refresh,
     rotation,
     scale,
+    sweep,
 )
+from .chart import write_chart
 from .load import generator
+from .results import RESULTS, record, write
 from .stack import running_stack
 
+HERE = Path(__file__).resolve().parent
 BENCHMARKS = {
-    "postgrest": postgrest.run,
+    "floor": floor.run,
     "logins": logins.run,
+    "postgrest": postgrest.run,
+    "peer": peer.run,
+    "latency": latency.run,
+    "start": cold_start.run,
+    "memory": memory.run,
+    "sweep": sweep.run,
     "refresh": refresh.run,
     "gotrue": gotrue_refresh.run,
     "mail": mail_latency.run,
@@ -59,15 +76,23 @@ def main() -> None:
     names = args.names or list(BENCHMARKS)
     started = time.monotonic()
     print(f"load generator: {generator()}", flush=True)
-    with running_stack(args.bcrypt_rounds) as stack:
-        workers = os.cpu_count() or 1
-        print(
-            f"stack up in {time.monotonic() - started:.1f} s ({workers} service workers)",
-            flush=True,
-        )
-        for name in names:
-            rounds = args.rounds or (4 if name == "postgrest" else 2)
-            BENCHMARKS[name](stack, args.seconds, rounds)
+    record("machine", cores=os.cpu_count(), generator=generator())
+    RESULTS["date"] = date.today().isoformat()  # type: ignore[assignment]
+    try:
+        with running_stack(args.bcrypt_rounds) as stack:
+            workers = os.cpu_count() or 1
+            print(
+                f"stack up in {time.monotonic() - started:.1f} s ({workers} service workers)",
+                flush=True,
+            )
+            for name in names:
+                rounds = args.rounds or (4 if name == "postgrest" else 2)
+                BENCHMARKS[name](stack, args.seconds, rounds)
+    finally:  # what was measured is kept, even when a later benchmark fails
+        write(HERE / "results.json")
+        if "sweep" in RESULTS:
+            write_chart(RESULTS, HERE / "results.svg")
+        print(f"results in {HERE / 'results.json'}", flush=True)
     print(f"done in {time.monotonic() - started:.1f} s")
 
 
