@@ -59,7 +59,9 @@ begin
   end if;
   if claims ? 'sid' then
     -- A token that names a session is judged by its session alone: one indexed lookup.
-    if session_key !~ '^[0-9a-fA-F-]{36}$' then
+    -- The shape of a UUID before the cast: its 36 characters, tested with ltrim rather than a
+    -- regular expression (whose matcher cost a sixth of the whole check).
+    if length(session_key) <> 36 or ltrim(session_key, '0123456789abcdefABCDEF-') <> '' then
       return 'session_ended';
     end if;
     select s.revoked_at is null and s.expires_at > now() into session_live
@@ -72,7 +74,7 @@ begin
     select u.token_count into current_count
       from {{schema}}.{{table}} u
       where u.username_lowercase = lower(claims->>'aud') and u.adopted_at is not null;
-  elsif subject ~ '^[0-9a-fA-F-]{36}$' then
+  elsif length(subject) = 36 and ltrim(subject, '0123456789abcdefABCDEF-') = '' then
     select u.token_count into current_count
       from {{schema}}.{{table}} u where u.uid = subject::uuid;
   else
