@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from functools import partial
@@ -65,6 +66,10 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
         worker.start()
         janitor = asyncio.create_task(sweep(services), name="janitor")
         drain.follow_signals()
+        # What exists now (modules, the app, the pool) lives as long as the process: out of
+        # the collector's sight, a full collection scans only what requests made (~50 ms less,
+        # paid by whichever requests are in flight when it runs).
+        gc.freeze()
         try:
             yield
         finally:

@@ -233,7 +233,6 @@ def serve(
     `shutdown_timeout`."""
     import uvicorn
 
-    from .app import create_app
     from .draining import DrainingHttpProtocol, requests_budget
     from .supervisor import Supervisor
 
@@ -250,6 +249,8 @@ def serve(
         "http": DrainingHttpProtocol,
     }
     if settings.workers == 1:
+        from .app import create_app  # only here: a supervisor need not import it (start-up)
+
         uvicorn.run(create_app(settings, migrate_on_start=False), **options)
         return
     os.environ[WORKER_ARGS] = json.dumps(
