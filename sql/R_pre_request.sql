@@ -37,11 +37,18 @@ returns jsonb language sql stable as $$
       'user_metadata', u.user_metadata,
       'is_anonymous', false,
       'aal', {{schema}}.session_aal(amr),
-      'amr', coalesce(amr, '[]'))
-    || case when u.username is null then '{}'::jsonb else jsonb_build_object('username', u.username) end
-    || case when u.email is null then '{}'::jsonb else jsonb_build_object('email', u.email) end
-    || case when session_id is null then '{}'::jsonb
-            else jsonb_build_object('sid', session_id::text, 'session_id', session_id::text) end;
+      'amr', coalesce(amr, '[]'),
+      'username', u.username,
+      'email', u.email,
+      'sid', session_id::text,
+      'session_id', session_id::text)
+    -- the keys of what the user or token lacks are left out, not null: one pass over the
+    -- object, where a concatenation per optional key rebuilt it each time
+    - array_remove(array[
+        case when u.username is null then 'username' end,
+        case when u.email is null then 'email' end,
+        case when session_id is null then 'sid' end,
+        case when session_id is null then 'session_id' end], null);
 $$;
 comment on function {{schema}}.access_claims({{schema}}.{{table}}, uuid, jsonb) is 'The claims of an access token of this user and session (GoTrue''s names: aud, session_id, aal, amr, is_anonymous besides the original''s), but its times and id: the one definition the service signs and auth.authenticate sets. Reads nothing, so it holds no privilege.';
 revoke execute on function {{schema}}.access_claims({{schema}}.{{table}}, uuid, jsonb) from public;  -- the service and session_claims only
