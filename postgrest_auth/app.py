@@ -19,7 +19,7 @@ from .api.access_log import redact_access_log
 from .api.body_limit import BodyLimitMiddleware
 from .api.csrf import refuse_cross_origin_writes
 from .api.errors import ErrorShapes, install_error_handlers
-from .api.fast_lane import fast_routes
+from .api.fast_lane import FastLane, fast_routes
 from .api.gotrue.errors import RESPONSES as GOTRUE_ERRORS
 from .api.gotrue.errors import render as render_gotrue
 from .api.original.errors import RESPONSES as ORIGINAL_ERRORS
@@ -106,7 +106,6 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
             dependencies=[Depends(refuse_cross_origin_writes)],
             responses=ORIGINAL_ERRORS,
         )
-    app.router.routes[:0] = fast_routes(settings.prefix)  # ahead of the routes they stand for
     # The redirect URI registered at every provider, served whichever APIs are on.
     callback_errors = GOTRUE_ERRORS if settings.gotrue.enabled else ORIGINAL_ERRORS
     app.include_router(providers.router, prefix=settings.prefix, responses=callback_errors)
@@ -140,8 +139,13 @@ def create_app(settings: Settings, *, migrate_on_start: bool | None = None) -> F
         app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     # Outermost, around Starlette's own error middleware too: every answer (a refused body, a
     # CORS preflight, a 500) gets an id, a line and a count, and a crash's traceback its id.
+    # Inside it, the fast lane: the hottest requests skip the rest of the stack (api/fast_lane).
     build_stack = app.build_middleware_stack
-    app.build_middleware_stack = lambda: ObservabilityMiddleware(build_stack(), settings)  # type: ignore[method-assign]
+    routes = fast_routes(settings.prefix)
+    cors = bool(settings.http.cors_origins)
+    app.build_middleware_stack = lambda: ObservabilityMiddleware(  # type: ignore[method-assign]
+        FastLane(app, build_stack(), routes, cors), settings
+    )
     return app
 
 

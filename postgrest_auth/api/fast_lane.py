@@ -1,12 +1,13 @@
-"""The hottest requests answered without FastAPI's dependency resolution and body parsing.
+"""The hottest requests answered ahead of FastAPI's middleware, routing and dependencies.
 
 A bearer refresh or `GET /user` does one lookup and one signature; FastAPI's per-request
-machinery (dependency graph, body reading for an empty body, response model) costs about as
-much again (the profile in bench/floor.py's issue note). A fast route takes only requests that
-need none of it: known by method, path and headers alone, with no body. It calls the same
-account operations and answer builders as the documented route; its errors go to the same
-exception handlers, so the two cannot answer differently. Everything else (a body, a cookie
-instead of a bearer token) takes the documented route, which also carries the OpenAPI entry.
+machinery (seven middleware layers, the router, the dependency graph, reading an empty body)
+cost about a third more CPU than that work (measured: issue 13's note). A fast route takes only
+requests that need none of it: known by method, path and headers alone, with no body, and no
+Origin for CORS to answer. It calls the same account operations and answer builders as the
+documented route, and its errors go to the app's own exception handlers, so the two cannot
+answer differently. Everything else takes the documented route, which also carries the OpenAPI
+entry. Request ids, metrics and the access line stay around both (ObservabilityMiddleware).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from fastapi import FastAPI
+from starlette._exception_handler import wrap_app_handling_exceptions
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Match
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..accounts import sessions
 from ..services import Services
@@ -48,25 +50,22 @@ def has_bearer(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     )
 
 
-class FastRoute(BaseRoute):
+class FastRoute:
     """Matches `method path` when the request carries a bearer token and no body; answers it
-    with `answer`. Ahead of the documented route in the router, named like it in metrics."""
+    with `answer`. Named like the documented route in metrics and logs (`path_format`)."""
 
     def __init__(self, method: str, path: str, answer: Answer) -> None:
         self.method = method
         self.path = self.path_format = path  # path_format: the route template metrics use
         self.answer = answer
 
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if (
-            scope["type"] == "http"
-            and scope["path"] == self.path
+    def matches(self, scope: Scope) -> bool:
+        return (
+            scope["path"] == self.path
             and scope["method"] == self.method
             and has_bearer(scope["headers"])
             and not has_body(scope["headers"])
-        ):
-            return Match.FULL, {"route": self, "endpoint": self.answer, "path_params": {}}
-        return Match.NONE, {}
+        )
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -100,9 +99,50 @@ def _json(build: Callable[[Response], dict[str, Any]]) -> Response:
     return answer
 
 
-def fast_routes(prefix: str) -> list[BaseRoute]:
+def fast_routes(prefix: str) -> list[FastRoute]:
     """The lane for the original API under `prefix`."""
     return [
         FastRoute("POST", prefix + "/refresh_token", bearer_refresh),
         FastRoute("GET", prefix + "/user", current_user),
     ]
+
+
+class FastLane:
+    """ASGI: a request a fast route matches is answered by it; any other goes to `stack`, the
+    app's whole middleware stack. `cors`: whether CORSMiddleware (in the stack) must see
+    requests that carry an Origin."""
+
+    def __init__(self, app: FastAPI, stack: ASGIApp, routes: list[FastRoute], cors: bool) -> None:
+        self.app = app
+        self.stack = stack
+        self.routes = routes
+        self.cors = cors
+        # Built with the stack, on the first request: every handler is installed by then.
+        self.handlers = dict(app.exception_handlers)
+        self.unexpected = self.handlers.pop(Exception)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not (self.cors and _has(scope, b"origin")):
+            for route in self.routes:
+                if route.matches(scope):
+                    scope.update(app=self.app, route=route, path_params={})
+                    await self._answer(route, scope, receive, send)
+                    return
+        await self.stack(scope, receive, send)
+
+    async def _answer(self, route: FastRoute, scope: Scope, receive: Receive, send: Send) -> None:
+        """With the app's exception handlers, as ExceptionMiddleware and ServerErrorMiddleware
+        apply them: a refusal in the API's shape; anything unexpected answered 500 in it too,
+        then raised on for the log."""
+        scope["starlette.exception_handlers"] = (self.handlers, {})
+        request = Request(scope, receive)
+        try:
+            await wrap_app_handling_exceptions(route.handle, request)(scope, receive, send)
+        except Exception as exc:
+            response = await self.unexpected(request, exc)
+            await response(scope, receive, send)
+            raise
+
+
+def _has(scope: Scope, header: bytes) -> bool:
+    return any(name == header for name, _ in scope["headers"])
