@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from starlette._exception_handler import wrap_app_handling_exceptions
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..accounts import sessions
 from ..services import Services
@@ -136,11 +136,19 @@ class FastLane:
         then raised on for the log."""
         scope["starlette.exception_handlers"] = (self.handlers, {})
         request = Request(scope, receive)
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            await wrap_app_handling_exceptions(route.handle, request)(scope, receive, send)
+            await wrap_app_handling_exceptions(route.handle, request)(scope, receive, tracked)
         except Exception as exc:
-            response = await self.unexpected(request, exc)
-            await response(scope, receive, send)
+            if not started:  # else the answer is cut short: the server closes the connection
+                response = await self.unexpected(request, exc)
+                await response(scope, receive, send)
             raise
 
 
