@@ -195,7 +195,8 @@ def self_test(backend: Backend) -> str | None:
 
 def load_backend(library: str | None = None) -> Backend:
     """libxcrypt (from `library`, default the system's) when it loads and passes the self-test,
-    else the bcrypt package; one log line says which and why."""
+    else the bcrypt package; a fallback is one warning line saying why (the usual case says
+    nothing: a command's refusal stays one line)."""
     try:
         candidate = LibxcryptBackend(library)
     except (OSError, AttributeError) as exc:
@@ -205,7 +206,7 @@ def load_backend(library: str | None = None) -> Backend:
     if failure is not None:
         log.warning("bcrypt: the bcrypt package (libxcrypt failed its self-test: %s)", failure)
         return PackageBackend()
-    log.info("bcrypt: libxcrypt (%s) passed its self-test", candidate.library)
+    log.debug("bcrypt: libxcrypt (%s) passed its self-test", candidate.library)
     return candidate
 
 
