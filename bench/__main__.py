@@ -64,7 +64,7 @@ def main() -> None:
         "--rounds",
         type=int,
         default=None,
-        help="interleaved rounds per comparison (default: 4 for postgrest, 2 else)",
+        help="interleaved rounds per comparison (default: 5 for postgrest, 2 else)",
     )
     parser.add_argument(
         "--bcrypt-rounds",
@@ -86,7 +86,7 @@ def main() -> None:
                 flush=True,
             )
             for name in names:
-                rounds = args.rounds or (4 if name == "postgrest" else 2)
+                rounds = args.rounds or (5 if name == "postgrest" else 2)
                 BENCHMARKS[name](stack, args.seconds, rounds)
     finally:  # what was measured is kept, even when a later benchmark fails
         write(HERE / "results.json")
