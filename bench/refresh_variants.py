@@ -2,7 +2,7 @@
 the shipped service, with the same workers.
 
 - `before_rotation`: a refresh token stays the session's for its life; a refresh with it is
-  the single statement of old (`Store._refresh_sql`: find the live session and its user, push
+  the single statement of old (`before_rotation_sql`: find the live session and its user, push
   its expiry at most once a minute) and answers the same token back.
 - `synchronous_rotation`: rotation as shipped, but its commit waits for the WAL flush.
 
@@ -25,16 +25,32 @@ from postgrest_auth.config import load_settings
 from postgrest_auth.errors import Code, ServiceError
 from postgrest_auth.services import Services
 from postgrest_auth.session_tokens import hash_session_token
-from postgrest_auth.store import ASYNC_COMMIT, Store
+from postgrest_auth.store import ASYNC_COMMIT, CALLER_COLUMNS, LIVE, Store
 
 VARIANT = "_BENCH_REFRESH_VARIANT"
+
+
+def before_rotation_sql(store: Store) -> str:
+    """The refresh by token of old, in one statement: the live session and its user, its
+    expiry pushed forward when that gains more than a minute."""
+    end = store._session_end("s.created_at")
+    return (
+        f"with s as (select id, user_id, created_at, expires_at, amr from {store.sessions}"
+        f" where token_hash = $1 and {LIVE}),"
+        f" pushed as (update {store.sessions} t set refreshed_at = now(), expires_at = {end}"
+        f" from s where t.id = s.id and s.expires_at < {end} - interval '60 seconds'"
+        " returning t.id, t.expires_at)"
+        f" select {CALLER_COLUMNS}, s.id::text as session_id,"
+        f" coalesce(p.expires_at, s.expires_at) as expires_at, {store.session_claims}"
+        f" from s join {store.users} u on u.id = s.user_id left join pushed p on p.id = s.id"
+    )
 
 
 async def refresh_without_rotation(
     services: Services, client: ClientInfo, session_token: str
 ) -> Grant:
     """refresh_with_session_token as it was before rotation."""
-    sql = services.store._refresh_sql("token_hash = $1")
+    sql = before_rotation_sql(services.store)
     async with services.pool.acquire() as conn:
         row = await conn.fetchrow(sql, hash_session_token(session_token))
     if row is None:

@@ -34,7 +34,7 @@ from postgrest_auth.store import Store
 
 from . import chained
 from .measure import compare, report
-from .refresh_variants import synchronous_rotation_sql
+from .refresh_variants import before_rotation_sql, synchronous_rotation_sql
 from .stack import ROOT, Stack, free_port, process, service_config
 
 CONNECTIONS = 8  # one session each: refreshes do not queue on one row lock
@@ -132,7 +132,7 @@ def statement_rates(stack: Stack, seconds: float, rounds: int) -> None:
     hashes = [hashlib.sha256(s.refresh_token.encode()).digest() for s in sessions]
     overrides = {"secret": secrets.token_urlsafe(36), "db": {"connection_string": stack.dsn}}
     store = Store(load_settings(None, overrides, environ=False))
-    old_sql = store._refresh_sql("token_hash = $1")
+    old_sql = before_rotation_sql(store)
 
     def rotating(sql: str) -> Statement:
         async def rotate(conn: asyncpg.Connection, n: int) -> None:

@@ -250,33 +250,30 @@ class Store:
             end = f"least({end}, {created_at} + make_interval(secs => {self.session_timebox}))"
         return end
 
-    def _refresh_sql(self, session_filter: str) -> str:
-        """Find a live session and its user, and push its expiry forward, in one statement.
+    async def refresh_session_by_claims(
+        self, conn: Connection, session_id: str, subject: str
+    ) -> Row | None:
+        """Extend the token's session while it lives, in one statement: its id, new expiry
+        and the claims of its next access token (as `create_session`; a refresh answers tokens,
+        so none of the user's columns travel). A token naming a session is judged by its
+        session alone.
 
         The expiry moves only when that gains more than a minute: refreshes in quick succession
         stay reads, with no commit to wait for.
         """
-        return (
+        return await conn.fetchrow(
             f"with s as (select id, user_id, created_at, expires_at, amr from {self.sessions}"
-            f" where {session_filter} and {LIVE}),"
+            f" where id = $1::uuid and {LIVE}),"
             f" pushed as (update {self.sessions} t set refreshed_at = now(),"
             f" expires_at = {self._session_end('s.created_at')} from s where t.id = s.id"
             f" and s.expires_at < {self._session_end('s.created_at')} - interval '60 seconds'"
             " returning t.id, t.expires_at)"
-            f" select {CALLER_COLUMNS}, s.id::text as session_id,"
+            " select s.id::text as session_id,"
             " coalesce(p.expires_at, s.expires_at) as expires_at,"
             f" {self.session_claims}"
             f" from s join {self.users} u on u.id = s.user_id"
             " left join pushed p on p.id = s.id"
-        )
-
-    async def refresh_session_by_claims(
-        self, conn: Connection, session_id: str, subject: str
-    ) -> Row | None:
-        """Extend the token's session while it lives; one trip. A token naming a session is
-        judged by its session alone."""
-        return await conn.fetchrow(
-            self._refresh_sql("id = $1::uuid") + f" where {subject_is('$2')}",
+            f" where {subject_is('$2')}",
             session_id,
             subject,
         )

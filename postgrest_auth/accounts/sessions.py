@@ -47,7 +47,8 @@ def access_claims(services: Services, token: str) -> dict[str, Any]:
 
 
 async def refresh_with_access_token(services: Services, client: ClientInfo, token: str) -> Grant:
-    """The token's session extended; a Node-era token (no session) is traded for one of ours."""
+    """The token's session extended; a Node-era token (no session) is traded for one of ours.
+    The grant carries the session's claims, not the user's columns: its answer is tokens."""
     claims = access_claims(services, token)
     store = services.store
     async with services.pool.acquire() as conn:
