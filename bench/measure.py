@@ -6,6 +6,8 @@ from collections.abc import Callable
 from statistics import mean
 from typing import Any
 
+from .results import RESULTS
+
 
 def compare(
     a: Callable[[], float], b: Callable[[], float], rounds: int
@@ -32,4 +34,12 @@ def report(
     print(f"{title}")
     print(f"  {label_a}: {rate_a:,.1f} req/s   {label_b}: {rate_b:,.1f} /s   (rounds {rounds})")
     print(f"  ratio {ratio:.2f}   {target}", flush=True)
+    compared = RESULTS.setdefault("compared", {})
+    compared[title.strip()] = {
+        label_a: round(rate_a, 1),
+        label_b: round(rate_b, 1),
+        "ratio": round(ratio, 3),
+        "target": target,
+        "rounds": [[round(x, 1), round(y, 1)] for x, y in pairs],
+    }
     return ratio

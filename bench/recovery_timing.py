@@ -13,6 +13,7 @@ from statistics import median
 
 import httpx
 
+from .results import record
 from .stack import Stack
 
 KNOWN = "benchrecovery"
@@ -85,5 +86,13 @@ def run(stack: Stack, seconds: float, rounds: int) -> float:
         f"  the next request on the connection: after known {_ms(after[KNOWN])}, after "
         f"unknown {_ms(after[UNKNOWN])}, ratio {after_ratio:.2f}   (the work after the answer)",
         flush=True,
+    )
+    record(
+        "recovery",
+        known_ms=round(median(answer[KNOWN]) * 1000, 3),
+        unknown_ms=round(median(answer[UNKNOWN]) * 1000, 3),
+        ratio=round(ratio, 3),
+        after_ratio=round(after_ratio, 3),
+        target="1.00 ± 0.05",
     )
     return ratio

@@ -25,6 +25,7 @@ from postgrest_auth.tokens import TokenIssuer
 from tests.scale_support import Scale, build, session_id, session_is_live
 
 from .load import Load, rate
+from .results import record
 from .stack import (
     ROOT,
     Stack,
@@ -154,5 +155,12 @@ def run(stack: Stack, seconds: float, rounds: int) -> float:
         f"  auth.check_token_count() inside PostgreSQL: {cost_small:.1f} µs per call at"
         f" {small}, {cost_big:.1f} µs at {big} ({cost_big / cost_small:.2f}x)",
         flush=True,
+    )
+    record(
+        "scale",
+        rates={label: rates[label] for label in (small, big)},
+        time_ratio=round(ratio, 3),
+        target="<= 1.50",
+        check_us={small: round(cost_small, 1), big: round(cost_big, 1)},
     )
     return ratio
