@@ -216,9 +216,6 @@ def _keys(settings: Settings, role: str, days: int) -> None:
     print(issuer.api_key(name, days))
 
 
-WORKER_HEALTHCHECK_SECONDS = 30
-
-
 def worker_app() -> Any:
     """The app of one worker process: the same configuration as the parent, read again."""
     from .app import create_app
@@ -261,13 +258,7 @@ def serve(
     )
     # uvicorn.run's own steps for workers, with a supervisor that closes the socket at the signal
     server = uvicorn.Config(
-        "postgrest_auth.cli:worker_app",
-        factory=True,
-        workers=settings.workers,
-        # A worker answers the supervisor's pings once its imports are done: on a busy host that
-        # took more than uvicorn's 5 s, and the worker was killed and started again, forever.
-        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
-        **options,
+        "postgrest_auth.cli:worker_app", factory=True, workers=settings.workers, **options
     )
     supervisor = Supervisor(server, [server.bind_socket()], stop_within=settings.shutdown_timeout)
     supervisor.run()

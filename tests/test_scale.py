@@ -138,7 +138,7 @@ async def otp_by_address(services: Services, conn: Any) -> None:
 
 async def refresh_with_access_token(services: Services, conn: Any) -> None:
     row = await services.store.refresh_session_by_claims(conn, SID, UID)
-    assert row["id"] == USER
+    assert row["session_id"] == SID and row["claims"]["sub"] == UID
 
 
 async def refresh_rotation(services: Services, conn: Any) -> None:
