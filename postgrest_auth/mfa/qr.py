@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import io
 
-import segno
-
 
 def svg(text: str) -> str:
+    import segno  # at the first enrolment: a megabyte in every worker otherwise
+
     buffer = io.BytesIO()
     segno.make(text, error="m").save(buffer, kind="svg", scale=4, xmldecl=False)
     return buffer.getvalue().decode()
