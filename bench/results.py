@@ -16,4 +16,11 @@ def record(name: str, **figures: Any) -> None:
 
 
 def write(path: Path) -> None:
-    path.write_text(json.dumps(RESULTS, indent=2, sort_keys=True) + "\n")
+    """Into what an earlier run wrote: `python -m bench NAME` refreshes NAME's entry only."""
+    kept = json.loads(path.read_text()) if path.exists() else {}
+    for name, figures in RESULTS.items():
+        if isinstance(figures, dict) and isinstance(kept.get(name), dict):
+            kept[name].update(figures)
+        else:
+            kept[name] = figures
+    path.write_text(json.dumps(kept, indent=2, sort_keys=True) + "\n")
