@@ -67,7 +67,8 @@ def _config(dsn: str, port: int, smtp_port: int) -> dict[str, Any]:
         "host": "127.0.0.1",
         "port": port,
         "log_level": "warning",
-        "db": {"connection_string": dsn, "schema": SCHEMA},
+        # LISTEN needs the direct connection (without one the worker polls every second)
+        "db": {"connection_string": dsn, "direct_connection_string": dsn, "schema": SCHEMA},
         "email": {
             "backend": "smtp",
             "host": "127.0.0.1",

@@ -58,8 +58,10 @@ async def refresh_without_rotation(
     return grant(services, row, session_token)
 
 
-def synchronous_rotation_sql(store: Store, shipped: Any = Store._rotate_sql) -> str:
-    sql = shipped(store)
+def synchronous_rotation_sql(
+    store: Store, linked: bool = False, shipped: Any = Store._rotate_sql
+) -> str:
+    sql = shipped(store, linked)
     assert ASYNC_COMMIT in sql
     return sql.replace(ASYNC_COMMIT, "null")
 
