@@ -102,6 +102,15 @@ async def _send(client: Any, load: Load, headers: dict[str, str], body: Any) -> 
     return await client.request(load.method, load.url, headers=headers, json=body)
 
 
+def _nth(load: Load, n: int) -> tuple[dict[str, str], Any]:
+    """The n-th request's headers and body, each cycled through its list."""
+    body = load.bodies[n % len(load.bodies)] if load.bodies else None
+    headers = load.headers
+    if load.header_cycle:
+        headers = {**headers, **load.header_cycle[n % len(load.header_cycle)]}
+    return headers, body
+
+
 async def _httpx(load: Load, seconds: float, connections: int) -> float:
     import httpx
 
@@ -114,10 +123,7 @@ async def _httpx(load: Load, seconds: float, connections: int) -> float:
             nonlocal done
             n = offset
             while time.monotonic() < deadline:
-                body = load.bodies[n % len(load.bodies)] if load.bodies else None
-                headers = load.headers
-                if load.header_cycle:
-                    headers = {**headers, **load.header_cycle[n % len(load.header_cycle)]}
+                headers, body = _nth(load, n)
                 r = await _send(client, load, headers, body)
                 if r.status_code >= 300:
                     raise RuntimeError(f"{r.status_code} from {load.url}")
@@ -231,10 +237,7 @@ async def _httpx_run(load: Load, seconds: float, connections: int) -> Run:
             nonlocal failed
             n = offset
             while time.monotonic() < deadline:
-                body = load.bodies[n % len(load.bodies)] if load.bodies else None
-                headers = load.headers
-                if load.header_cycle:
-                    headers = {**headers, **load.header_cycle[n % len(load.header_cycle)]}
+                headers, body = _nth(load, n)
                 sent = time.perf_counter()
                 try:
                     r = await _send(client, load, headers, body)
