@@ -41,7 +41,10 @@ def rate(load: Load, seconds: float, connections: int) -> float:
     """Successful requests per second over `seconds`; any non-2xx answer is an error."""
     if generator() == "wrk":
         return _wrk(load, seconds, connections)
-    return asyncio.run(_httpx(load, seconds, connections))
+    run = asyncio.run(_httpx_run(load, seconds, connections))
+    if run.failed:
+        raise RuntimeError(f"{run.failed} failed requests to {load.url}")
+    return run.rate
 
 
 def _lua(load: Load) -> str:
@@ -109,30 +112,6 @@ def _nth(load: Load, n: int) -> tuple[dict[str, str], Any]:
     if load.header_cycle:
         headers = {**headers, **load.header_cycle[n % len(load.header_cycle)]}
     return headers, body
-
-
-async def _httpx(load: Load, seconds: float, connections: int) -> float:
-    import httpx
-
-    done = 0
-    deadline = time.monotonic() + seconds
-    limits = httpx.Limits(max_connections=connections)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-
-        async def worker(offset: int) -> None:
-            nonlocal done
-            n = offset
-            while time.monotonic() < deadline:
-                headers, body = _nth(load, n)
-                r = await _send(client, load, headers, body)
-                if r.status_code >= 300:
-                    raise RuntimeError(f"{r.status_code} from {load.url}")
-                done += 1
-                n += connections
-
-        started = time.monotonic()
-        await asyncio.gather(*(worker(i) for i in range(connections)))
-        return done / (time.monotonic() - started)
 
 
 # Percentiles every distribution reports (wrk's own estimates, from its latency histogram).

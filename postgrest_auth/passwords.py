@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,16 +15,11 @@ from .config import Passwords
 
 T = TypeVar("T")
 
-# "$2b$12$..." (also $2a$, $2y$, and the original $2$): the cost is the two digits.
-BCRYPT_COST = re.compile(r"^\$2[aby]?\$(\d\d)\$")
-# What bcrypt accepts; a stored cost outside it is not a bcrypt hash we can imitate.
-MIN_COST, MAX_COST = 4, 31
-
 
 def bcrypt_cost(hashed: str) -> int | None:
-    """The cost a bcrypt hash was made at, None when it is not one."""
-    match = BCRYPT_COST.match(hashed)
-    return int(match.group(1)) if match else None
+    """The cost a bcrypt hash was made at, None when it is not one we verify."""
+    parsed = bcrypt_backends.parse(hashed)
+    return parsed.cost if parsed else None
 
 
 def usable_cores() -> int:
@@ -72,7 +66,7 @@ class PasswordHasher:
         caller passes the stored hashes' most common cost (Store.most_common_password_cost).
         Hashed off the event loop, and only when the cost changes. True when it changed.
         """
-        if cost is None or not MIN_COST <= cost <= MAX_COST:
+        if cost is None or not bcrypt_backends.MIN_COST <= cost <= bcrypt_backends.MAX_COST:
             cost = self.policy.bcrypt_rounds
         async with self._dummy_lock:
             if cost == self.dummy_cost:

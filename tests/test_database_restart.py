@@ -19,12 +19,12 @@ import asyncpg
 import httpx
 
 from .support import (
-    SECRET,
     Service,
     ServiceProcess,
     SmtpServer,
     free_port,
     make_settings,
+    service_config,
     wait_until,
 )
 
@@ -152,31 +152,19 @@ class Load:
 
 
 def _service(tmp_path: Path, dsn: str, smtp_port: int) -> tuple[subprocess.Popen, str, Path]:
-    config = {
-        "secret": SECRET,
-        "log_level": "warning",
-        "db": {
-            "connection_string": dsn,
+    config = service_config(
+        dsn,
+        smtp_port,
+        log_level="warning",
+        # no direct connection: the mail worker polls, as it did through the outage before
+        db={
+            "direct_connection_string": None,
             "pool": {"min": 2, "max": 8},
             "acquire_timeout": ACQUIRE_TIMEOUT,
         },
-        "passwords": {"bcrypt_rounds": 4},
-        "email": {
-            "host": "127.0.0.1",
-            "port": smtp_port,
-            "starttls": False,
-            "timeout": 3,
-            "backoff_initial": 0.5,
-            "backoff_max": 1,
-            "max_attempts": 1000,
-            "from": "auth@example.test",
-        },
-        "rate_limit": {
-            "per_address": {"requests": 1000000, "window": 60},
-            "per_account": {"requests": 1000000, "window": 60},
-        },
-        "sessions": {"cleanup_interval": 1},  # the janitor sweeps through the outage
-    }
+        email={"backoff_initial": 0.5, "max_attempts": 1000},
+        sessions={"cleanup_interval": 1},  # the janitor sweeps through the outage
+    )
     service = ServiceProcess(tmp_path, config).start()
     assert service.process is not None
     return service.process, service.url + "/auth", service.log
