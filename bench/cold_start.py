@@ -30,7 +30,7 @@ from typing import IO
 
 from .memory import all_pids, parent_pid
 from .results import record
-from .stack import ROOT, Stack, free_port, service_config
+from .stack import ROOT, Stack, free_port, service_config, stop
 
 LIMIT = 1.5  # seconds
 RUNS = 5
@@ -117,12 +117,7 @@ def start_once(dsn: str, workers: int, directory: Path) -> Start:
                 break
             time.sleep(POLL)
     finally:
-        child.terminate()
-        try:
-            child.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+        stop(child, within=20)
         timeline.thread.join(timeout=5)
     parent = [t for t in timeline.times("Started parent process") if t <= answered]
     ready = [t for t in timeline.times("Application startup complete") if t <= answered]

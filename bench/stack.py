@@ -55,6 +55,16 @@ def postgrest_binary() -> str:
     return path
 
 
+def stop(child: subprocess.Popen[bytes], within: float) -> None:
+    """SIGTERM, then SIGKILL if it is still running `within` seconds later."""
+    child.terminate()
+    try:
+        child.wait(timeout=within)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
 @contextmanager
 def process(args: list[str], env: dict[str, str], url: str, what: str) -> Iterator[None]:
     """A child process serving `url`; its output is kept in a file and shown only if it dies."""
@@ -72,12 +82,7 @@ def process(args: list[str], env: dict[str, str], url: str, what: str) -> Iterat
             wait_until(ready, what, timeout=120)  # a loaded machine starts slowly
             yield
         finally:
-            child.terminate()
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+            stop(child, within=10)
 
 
 def run_sql(dsn: str, sql: str, *args: Any) -> Any:

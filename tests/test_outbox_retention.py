@@ -143,6 +143,20 @@ def verify_link(http: httpx.Client, kind: str, token_hash: str) -> httpx.Respons
     return http.post("/verify", json={"type": kind, "token_hash": token_hash})
 
 
+def expire_link(dsn: str, outbox_id: int) -> None:
+    """The mail's link has died in the queue (an SMTP outage longer than its lifetime)."""
+    run_sql(
+        dsn,
+        "update auth.outbox set link_expires_at = now() - interval '1 second' where id = $1",
+        outbox_id,
+    )
+
+
+def wait_settled(dsn: str) -> None:
+    """Every mail in the outbox sent or given up."""
+    wait_until(lambda: all(r["sent_at"] or r["failed_at"] for r in rows(dsn)))
+
+
 def expire_recovery(dsn: str, recipient: str) -> None:
     """The recovery mail's secret and its outbox record die now, as an hour's wait would do
     (one statement: the worker never sees one without the other)."""
@@ -326,14 +340,10 @@ def test_an_expired_mail_a_newer_one_replaced_is_not_sent_and_ends_nothing(dsn, 
             assert http.post("/recover", json={"email": "bob@example.com"}).status_code == 200
         wait_until(lambda: len([r for r in rows(dsn) if r["kind"] == "recovery"]) == 2)
         older, newer = [r for r in rows(dsn) if r["kind"] == "recovery"]
-        run_sql(
-            dsn,
-            "update auth.outbox set link_expires_at = now() - interval '1 second' where id = $1",
-            older["id"],
-        )
+        expire_link(dsn, older["id"])
         smtp = start_smtp(running, port)
         mails = smtp.mailbox.wait_for("bob@example.com", count=2)  # welcome, then one recovery
-        wait_until(lambda: all(r["sent_at"] or r["failed_at"] for r in rows(dsn)))
+        wait_settled(dsn)
         dropped = next(r for r in rows(dsn) if r["id"] == older["id"])
         assert dropped["failed_at"] is not None and dropped["body_text"] is None
         assert "a newer mail of its kind replaced it" in dropped["last_error"]
@@ -361,7 +371,7 @@ def test_a_mail_queued_before_links_were_recorded_is_not_sent_once_expired(dsn, 
     start(running, settings)
     [mail] = smtp.mailbox.wait_for("dan@example.com")
     assert mail["Subject"] == "Welcome"
-    wait_until(lambda: all(r["sent_at"] or r["failed_at"] for r in rows(dsn)))
+    wait_settled(dsn)
     dropped = row_of(dsn, "reset_password", "dan@example.com")
     assert dropped["last_error"] == "not sent: its link expired", dropped
     assert dropped["body_text"] is None and dropped["sent_at"] is None
@@ -387,18 +397,14 @@ def test_a_failed_sign_in_mail_whose_secret_the_janitor_deleted_is_not_sent_anew
         [b] = smtp.mailbox.wait_for("carol@example.com")
         assert_session(verify_link(http, "magiclink", read_secret(b).token_hash))
     service.stop()
-    run_sql(  # a day later: the janitor's delete; A's link long dead
-        dsn,
-        "with gone as (delete from auth.one_time_tokens where sent_to = $1 returning id)"
-        " update auth.outbox set link_expires_at = now() - interval '1 second' where id = $2",
-        "carol@example.com",
-        a["id"],
-    )
+    # a day later: the janitor's delete; A's link long dead
+    run_sql(dsn, "delete from auth.one_time_tokens where sent_to = $1", "carol@example.com")
+    expire_link(dsn, a["id"])
 
     retried = cli(dsn, tmp_path, "retry")
     assert retried.startswith("2 failed mail queued again (1 with an expired link"), retried
     start(running, settings)
-    wait_until(lambda: all(r["sent_at"] or r["failed_at"] for r in rows(dsn)))
+    wait_settled(dsn)
     dropped = next(r for r in rows(dsn) if r["id"] == a["id"])
     assert dropped["failed_at"] is not None and dropped["sent_at"] is None, dropped
     assert "its secret is gone" in dropped["last_error"], dropped["last_error"]
@@ -494,20 +500,15 @@ def test_a_failed_invitation_to_a_confirmed_address_is_not_sent_anew(dsn, tmp_pa
         wait_until(lambda: all_failed(dsn, 1), timeout=15)
     service.stop()
     invitation = row_of(dsn, "invite", "frank@example.com")
-    run_sql(
-        dsn,
-        "with confirmed as (update auth.users set email_confirmed_at = now() where email = $1"
-        " returning id) update auth.outbox set link_expires_at = now() - interval '1 second'"
-        " where id = $2",
-        "frank@example.com",
-        invitation["id"],
-    )
+    confirm = "update auth.users set email_confirmed_at = now() where email = $1"
+    run_sql(dsn, confirm, "frank@example.com")
+    expire_link(dsn, invitation["id"])
 
     retried = cli(dsn, tmp_path, "retry")
     assert retried.startswith("1 failed mail queued again (1 with an expired link"), retried
     smtp = start_smtp(running, port)
     start(running, settings)
-    wait_until(lambda: all(r["sent_at"] or r["failed_at"] for r in rows(dsn)))
+    wait_settled(dsn)
     dropped = row_of(dsn, "invite", "frank@example.com")
     assert dropped["sent_at"] is None and dropped["failed_at"] is not None, dropped
     assert "the address is confirmed already" in dropped["last_error"], dropped["last_error"]
